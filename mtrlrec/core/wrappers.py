@@ -1,0 +1,211 @@
+"""Environment wrappers: episode statistics, time limits, reward scalarisation,
+and a Gymnasium adapter.
+
+Wrappers are themselves pure :class:`Environment` s; they keep their own
+bookkeeping in a wrapper state that holds the inner state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mtrlrec.core.env import Environment
+from mtrlrec.core.errors import ConfigError
+
+
+class Wrapper(Environment):
+    """Delegates everything to ``env``; subclasses override what they change."""
+
+    def __init__(self, env: Environment):
+        self.env = env
+        self.reward_names = env.reward_names
+        self.cumulative_metrics = env.cumulative_metrics
+        self.episodic = env.episodic
+
+    def default_params(self):
+        return self.env.default_params()
+
+    def reset_env(self, key, params):
+        return self.env.reset_env(key, params)
+
+    def step_env(self, key, state, action, params):
+        return self.env.step_env(key, state, action, params)
+
+    def observation_spec(self, params=None):
+        return self.env.observation_spec(params)
+
+    def action_spec(self, params=None):
+        return self.env.action_spec(params)
+
+    def check_params(self, params):
+        self.env.check_params(params)
+
+    @property
+    def name(self):
+        return f"{type(self).__name__}({self.env.name})"
+
+    def __getattr__(self, item):  # static attributes of the inner env (num_arms, ...)
+        if item == "env":
+            raise AttributeError(item)
+        return getattr(self.env, item)
+
+
+@flax.struct.dataclass
+class EpisodeStatsState:
+    inner: Any
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+
+class EpisodeStatistics(Wrapper):
+    """Tracks the return and length of each episode.
+
+    Adds to ``info``: ``episode_done`` (bool), ``episode_return`` and
+    ``episode_length`` of the episode that ended at this step (meaningful only
+    where ``episode_done``; the loop averages ``episode_*`` keys over those steps).
+    For vector rewards the return is that of the first component unless
+    ``reward_index`` is given.
+    """
+
+    def __init__(self, env: Environment, reward_index: int = 0):
+        super().__init__(env)
+        self.reward_index = reward_index
+
+    def reset_env(self, key, params):
+        obs, inner = self.env.reset_env(key, params)
+        return obs, EpisodeStatsState(inner, jnp.float32(0.0), jnp.int32(0))
+
+    def step_env(self, key, state, action, params):
+        obs, inner, reward, terminated, truncated, info = self.env.step_env(
+            key, state.inner, action, params
+        )
+        r = reward if jnp.ndim(reward) == 0 else reward[self.reward_index]
+        ret = state.episode_return + r
+        length = state.episode_length + 1
+        info = dict(info)
+        info["episode_done"] = jnp.logical_or(terminated, truncated)
+        info["episode_return"] = ret
+        info["episode_length"] = length.astype(jnp.float32)
+        return obs, EpisodeStatsState(inner, ret, length), reward, terminated, truncated, info
+
+
+@flax.struct.dataclass
+class TimeLimitState:
+    inner: Any
+    t: jax.Array
+
+
+class TimeLimit(Wrapper):
+    """Truncates episodes after ``max_steps`` steps (``truncated=True``)."""
+
+    def __init__(self, env: Environment, max_steps: int):
+        super().__init__(env)
+        if int(max_steps) < 1:
+            raise ConfigError(f"TimeLimit.max_steps must be >= 1, got {max_steps}.")
+        self.max_steps = int(max_steps)
+        self.episodic = True
+
+    def reset_env(self, key, params):
+        obs, inner = self.env.reset_env(key, params)
+        return obs, TimeLimitState(inner, jnp.int32(0))
+
+    def step_env(self, key, state, action, params):
+        obs, inner, reward, terminated, truncated, info = self.env.step_env(
+            key, state.inner, action, params
+        )
+        t = state.t + 1
+        truncated = jnp.logical_or(truncated, t >= self.max_steps)
+        return obs, TimeLimitState(inner, t), reward, terminated, truncated, info
+
+
+class ScalarizeReward(Wrapper):
+    """Turns a vector reward into ``weights · reward``; keeps the vector in ``info``.
+
+    ``info['reward/<name>']`` holds each component so the loop logs them.
+    """
+
+    def __init__(self, env: Environment, weights: Sequence[float]):
+        super().__init__(env)
+        weights = tuple(float(w) for w in weights)
+        if len(weights) != len(env.reward_names):
+            raise ConfigError(
+                f"ScalarizeReward.weights has {len(weights)} entries but {env.name} has "
+                f"{len(env.reward_names)} reward components {list(env.reward_names)}."
+            )
+        self.weights = weights
+        self.reward_names = ("reward",)
+
+    def step_env(self, key, state, action, params):
+        obs, state, reward, terminated, truncated, info = self.env.step_env(
+            key, state, action, params
+        )
+        info = dict(info)
+        for i, n in enumerate(self.env.reward_names):
+            info[f"reward/{n}"] = reward[i]
+        scalar = jnp.dot(jnp.asarray(self.weights, reward.dtype), reward)
+        return obs, state, scalar, terminated, truncated, info
+
+
+def to_gymnasium(env: Environment, params: Any = None, seed: int = 0):
+    """Adapts a pure environment to the ``gymnasium.Env`` API (NumPy in, NumPy out).
+
+    Auto-reset is not applied: Gymnasium users call ``reset`` themselves.
+    Requires the ``gymnasium`` package.
+    """
+    import gymnasium
+    from gymnasium import spaces as gspaces
+
+    from mtrlrec.core import spaces as mspaces
+
+    def convert(space):
+        if isinstance(space, mspaces.Discrete):
+            return gspaces.Discrete(space.n)
+        if isinstance(space, mspaces.Slate):
+            return gspaces.MultiDiscrete([space.num_candidates] * space.slate_size)
+        if isinstance(space, mspaces.Box):
+            low = np.broadcast_to(np.asarray(space.low, np.float32), space.shape)
+            high = np.broadcast_to(np.asarray(space.high, np.float32), space.shape)
+            return gspaces.Box(low, high, space.shape, np.float32)
+        if isinstance(space, mspaces.Dict):
+            return gspaces.Dict({k: convert(s) for k, s in space.spaces.items()})
+        raise TypeError(f"no Gymnasium equivalent for {space}")
+
+    params = env.default_params() if params is None else params
+    reset_fn = jax.jit(env.reset_env)
+    step_fn = jax.jit(env.step_env)
+
+    def to_np(x):
+        return jax.tree.map(lambda a: np.asarray(a), x)
+
+    class _GymEnv(gymnasium.Env):
+        metadata = {"render_modes": []}
+
+        def __init__(self):
+            self.observation_space = convert(env.observation_spec(params))
+            self.action_space = convert(env.action_spec(params))
+            self._key = jax.random.PRNGKey(seed)
+            self._state = None
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            if seed is not None:
+                self._key = jax.random.PRNGKey(seed)
+            self._key, k = jax.random.split(self._key)
+            obs, self._state = reset_fn(k, params)
+            return to_np(obs), {}
+
+        def step(self, action):
+            self._key, k = jax.random.split(self._key)
+            obs, self._state, reward, term, trunc, info = step_fn(
+                k, self._state, jnp.asarray(action), params
+            )
+            info = {k2: np.asarray(v) for k2, v in info.items() if k2 != "final_observation"}
+            r = np.asarray(reward)
+            return to_np(obs), float(r if r.ndim == 0 else r.sum()), bool(term), bool(trunc), info
+
+    return _GymEnv()

@@ -1,0 +1,1 @@
+"""Pure JAX environments: bandits, contextual bandits, pricing, ads, slates, logged data."""

@@ -1,0 +1,1 @@
+"""Training: the jitted online loop, replay buffers, supervised loops, sharding."""
