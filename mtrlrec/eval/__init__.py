@@ -1,0 +1,9 @@
+"""Evaluation: ranking metrics, off-policy estimators, statistics and A/B tests.
+
+* :mod:`mtrlrec.eval.ranking` — precision/recall/HR/NDCG@k (pessimistic ties),
+  MRR, catalogue coverage, intra-list diversity.
+* :mod:`mtrlrec.eval.ope` — IPS, SNIPS, DM, DR, SNDR, switch-DR, clipping,
+  position-wise variants and bootstrap confidence intervals.
+* :mod:`mtrlrec.eval.stats` — mean ± SE, confidence intervals, simulated A/B
+  tests and sample sizes.
+"""
