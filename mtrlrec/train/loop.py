@@ -79,7 +79,11 @@ class LoopOutput:
 
 @dataclasses.dataclass
 class LoopResume:
-    """Where to pick up an interrupted run: the carry after ``next_chunk`` chunks."""
+    """Where to pick up an interrupted run: the carry after ``next_chunk`` chunks.
+
+    ``carry`` may be a restored state dict (``flax.serialization``); it is
+    matched against a freshly initialised carry of the same configuration.
+    """
 
     carry: Any
     metrics: dict[str, np.ndarray]
@@ -297,17 +301,20 @@ def run(
     if env_params_per_seed:
         env_params = sharding.shard_along(env_params, 0)
 
-    if resume is None:
-        carry = init_fn(keys, env_params, sweep)
-        # The cumulative dict must exist in the carry from the start so the
-        # chunk program has a fixed structure: run one trace to learn its keys.
-        carry = _with_cumulative_keys(carry, env, window, env_params, params_axis, num_hp)
-        collected: dict[str, list[np.ndarray]] = {}
-        start_chunk = 0
-    else:
-        carry = resume.carry
-        collected = {k: [v] for k, v in resume.metrics.items()}
-        start_chunk = resume.next_chunk
+    carry = init_fn(keys, env_params, sweep)
+    # The cumulative dict must exist in the carry from the start so the chunk
+    # program has a fixed structure: trace one window abstractly to learn its keys.
+    carry = _with_cumulative_keys(carry, env, window, env_params, params_axis, num_hp)
+    collected: dict[str, list[np.ndarray]] = {}
+    start_chunk = 0
+    if resume is not None:
+        carry = _restore_carry(carry, resume.carry)
+        collected = {k: [np.asarray(v)] for k, v in resume.metrics.items()}
+        start_chunk = int(resume.next_chunk)
+        if start_chunk > num_chunks:
+            raise ConfigError(
+                f"cannot resume at chunk {start_chunk}: this run has {num_chunks} chunks."
+            )
 
     bar = None
     if progress:
@@ -353,6 +360,25 @@ def _with_cumulative_keys(carry, env, window, env_params, params_axis, num_hp):
     shapes = jax.eval_shape(fn, carry, env_params)
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     return carry.replace(cumulative=zeros)
+
+
+def _restore_carry(template, restored):
+    from flax import serialization
+
+    if not isinstance(restored, dict):
+        restored = serialization.to_state_dict(restored)
+    try:
+        host = serialization.from_state_dict(jax.device_get(template), restored)
+    except (KeyError, ValueError, TypeError) as e:
+        raise ConfigError(
+            f"the checkpoint does not match this configuration (different agent, env or seeds?): {e}"
+        ) from None
+    shapes_ok = jax.tree.map(lambda a, b: np.shape(a) == np.shape(b), jax.device_get(template), host)
+    if not all(jax.tree.leaves(shapes_ok)):
+        raise ConfigError("the checkpoint's array shapes differ from this configuration.")
+    return jax.tree.map(
+        lambda t, h: jax.device_put(np.asarray(h, dtype=np.asarray(t).dtype), t.sharding),
+        template, host)
 
 
 def _trim(a: np.ndarray, seed_axis: int, num_seeds: int) -> np.ndarray:

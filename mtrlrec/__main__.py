@@ -1,0 +1,5 @@
+import sys
+
+from mtrlrec.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Reproducing tables: specs (benchmarks/tables/*.toml) -> runs -> aggregated tables."""
