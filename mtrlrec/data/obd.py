@@ -1,0 +1,466 @@
+"""Open Bandit Dataset (OBD, ZOZO; CC BY 4.0).
+
+Y. Saito, S. Aihara, M. Matsutani, Y. Narita. *Open Bandit Dataset and
+Pipeline: Towards Realistic and Reproducible Off-Policy Evaluation.* NeurIPS
+Datasets and Benchmarks 2021 (arXiv:2008.07146).
+
+Fashion items were recommended on ZOZOTOWN in three *campaigns* (``all``: 80
+items, ``men``: 34, ``women``: 46) by two *behaviour policies* (``random``:
+uniform; ``bts``: Bernoulli Thompson sampling), three items per impression, one
+row per (impression, position). Each row holds the item (action), its position,
+the click (reward), the behaviour policy's propensity of showing that item at
+that position, four hashed user features and user-item affinities.
+
+Sources, in order of preference of :func:`load`:
+  * ``path=None``: the small sample (10,000 rows per policy and campaign) as
+    shipped by ``obp==0.4.1``, committed in compact form in
+    ``mtrlrec/data/obd_sample/obd_sample.npz`` (with its licence and
+    attribution), so tests and the quick table need no network.
+  * ``path=DIR``: a directory laid out like OBD,
+    ``DIR/{random,bts}/{all,men,women}/{campaign}.csv`` with
+    ``item_context.csv`` beside each — the CSVs extracted from the obp wheel by
+    ``mtrlrec data obd``, or the full dataset from https://research.zozo.com/data.html.
+
+Conventions (as in obp's ``OpenBanditDataset``): rows are sorted by time
+(stable); positions are dense 0-based ranks of the raw 1..3; the context is the
+one-hot encoding of the user features (first category dropped); optionally the
+affinities are appended.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import os
+import pathlib
+import shutil
+import tempfile
+import zipfile
+
+import numpy as np
+
+from mtrlrec.core.errors import ConfigError
+from mtrlrec.data import dataset_dir, fetch_wheel
+
+NAME = "obd"
+WHEEL = "obp==0.4.1"
+WHEEL_DIR = "obp/dataset/obd/"
+POLICIES = ("random", "bts")
+CAMPAIGNS = ("all", "men", "women")
+NUM_ITEMS = {"all": 80, "men": 34, "women": 46}
+SAMPLE_FILE = pathlib.Path(__file__).parent / "obd_sample" / "obd_sample.npz"
+
+_LOG_COLS = ("timestamp", "item_id", "position", "click", "propensity_score")
+_ITEM_COLS = ("item_id", "item_feature_0", "item_feature_1", "item_feature_2", "item_feature_3")
+_NUM_USER_FEATURES = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class OBDLog:
+    """One logged dataset (behaviour policy × campaign) as arrays (n rows, A items, P positions).
+
+    Attributes:
+      behavior: ``'random'`` or ``'bts'``.
+      campaign: ``'all'``, ``'men'`` or ``'women'``.
+      action: ``[n]`` int32 item shown, in ``0 .. A-1``.
+      position: ``[n]`` int32 position in ``0 .. P-1``.
+      reward: ``[n]`` float32 click (0/1).
+      pscore: ``[n]`` float32 behaviour propensity of (action, position), in (0, 1].
+      timestamp: ``[n]`` int64 microseconds since the Unix epoch.
+      user_features: ``[n, 4]`` int32 category codes of the hashed user features.
+      affinity: ``[n, A]`` float32 user-item affinities.
+      item_features: ``[A, 4]`` float32: ``item_feature_0`` (numeric) then the
+        codes of the three hashed categorical item features.
+      num_actions: A.
+      num_positions: P (3).
+    """
+
+    behavior: str
+    campaign: str
+    action: np.ndarray
+    position: np.ndarray
+    reward: np.ndarray
+    pscore: np.ndarray
+    timestamp: np.ndarray
+    user_features: np.ndarray
+    affinity: np.ndarray
+    item_features: np.ndarray
+    num_actions: int
+    num_positions: int
+
+    @property
+    def num_rounds(self) -> int:
+        return int(self.action.shape[0])
+
+    def context(self, *, affinity: bool = False) -> np.ndarray:
+        """``[n, d]`` float32 one-hot user features (first category of each dropped), as in obp.
+
+        Args:
+          affinity: append the ``[n, A]`` user-item affinities.
+        """
+        cols = []
+        for j in range(self.user_features.shape[1]):
+            codes = self.user_features[:, j]
+            k = int(codes.max()) + 1
+            cols.append(np.eye(k, dtype=np.float32)[codes][:, 1:])
+        if affinity:
+            cols.append(self.affinity)
+        return np.concatenate(cols, axis=1)
+
+    def on_policy_value(self) -> float:
+        """The mean click of the log: the behaviour policy's value (Saito et al. §5)."""
+        return float(self.reward.mean())
+
+
+def _check_name(behavior: str, campaign: str) -> None:
+    if behavior not in POLICIES:
+        raise ConfigError(f"OBD behaviour policy must be one of {POLICIES}, got {behavior!r}.")
+    if campaign not in CAMPAIGNS:
+        raise ConfigError(f"OBD campaign must be one of {CAMPAIGNS}, got {campaign!r}.")
+
+
+# ---------------------------------------------------------------------------
+# CSV parsing (full data or files extracted from the wheel)
+
+
+def _parse_time(s: str, path, lineno) -> int:
+    try:
+        t = datetime.datetime.fromisoformat(s.strip())
+    except ValueError:
+        raise ConfigError(f"{path}:{lineno}: timestamp {s!r} is not an ISO date.") from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=datetime.timezone.utc)
+    return int(round(t.timestamp() * 1e6))
+
+
+def _codes(values: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    vocab, codes = np.unique(np.asarray(values, dtype=str), return_inverse=True)
+    return codes.astype(np.int32), vocab
+
+
+def read_csv_log(log_path: str | os.PathLike, item_path: str | os.PathLike | None = None) -> dict:
+    """Reads one OBD log CSV (and its ``item_context.csv``) into raw column arrays.
+
+    Raises:
+      ConfigError: missing file or column, malformed row (names the file and
+        line), non-numeric values.
+    """
+    log_path = pathlib.Path(log_path)
+    item_path = pathlib.Path(item_path) if item_path else log_path.parent / "item_context.csv"
+    for p in (log_path, item_path):
+        if not p.is_file():
+            raise ConfigError(f"{p} not found; run `mtrlrec data obd` or check the path.")
+
+    def rows_of(path, required, prefix_cols=()):
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise ConfigError(f"{path}:1: empty file.") from None
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise ConfigError(f"{path}:1: missing column(s) {missing}; header is {header[:8]}...")
+            rows = []
+            for lineno, row in enumerate(reader, start=2):
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise ConfigError(
+                        f"{path}:{lineno}: malformed row, expected {len(header)} comma-separated "
+                        f"fields, got {len(row)}."
+                    )
+                rows.append(row)
+        if not rows:
+            raise ConfigError(f"{path}: no data rows.")
+        return header, rows
+
+    header, rows = rows_of(log_path, _LOG_COLS)
+    idx = {c: header.index(c) for c in _LOG_COLS}
+    user_cols = [i for i, c in enumerate(header) if c.startswith("user_feature")]
+    aff_cols = [i for i, c in enumerate(header) if c.startswith("user-item_affinity")]
+    if len(user_cols) != _NUM_USER_FEATURES:
+        raise ConfigError(
+            f"{log_path}:1: expected {_NUM_USER_FEATURES} user_feature_* columns, got {len(user_cols)}."
+        )
+    n = len(rows)
+    out = {
+        "timestamp": np.empty(n, np.int64),
+        "item_id": np.empty(n, np.int64),
+        "position": np.empty(n, np.int64),
+        "click": np.empty(n, np.float64),
+        "propensity_score": np.empty(n, np.float64),
+        "affinity": np.empty((n, len(aff_cols)), np.float32),
+    }
+    for r, row in enumerate(rows):
+        lineno = r + 2
+        out["timestamp"][r] = _parse_time(row[idx["timestamp"]], log_path, lineno)
+        for c, conv in (("item_id", int), ("position", int), ("click", float),
+                        ("propensity_score", float)):
+            try:
+                out[c][r] = conv(row[idx[c]])
+            except ValueError:
+                raise ConfigError(
+                    f"{log_path}:{lineno}: column {c} must be numeric, got {row[idx[c]]!r}."
+                ) from None
+        try:
+            out["affinity"][r] = [float(row[i]) for i in aff_cols]
+        except ValueError:
+            raise ConfigError(f"{log_path}:{lineno}: user-item affinities must be numeric.") from None
+    for j, i in enumerate(user_cols):
+        out[f"user_feature_{j}"], out[f"user_feature_{j}_vocab"] = _codes([row[i] for row in rows])
+
+    iheader, irows = rows_of(item_path, _ITEM_COLS)
+    iidx = {c: iheader.index(c) for c in _ITEM_COLS}
+    try:
+        out["item_item_id"] = np.array([int(row[iidx["item_id"]]) for row in irows], np.int64)
+        out["item_feature_0"] = np.array(
+            [float(row[iidx["item_feature_0"]]) for row in irows], np.float32
+        )
+    except ValueError:
+        raise ConfigError(f"{item_path}: item_id and item_feature_0 must be numeric.") from None
+    for c in _ITEM_COLS[2:]:
+        out[c], out[c + "_vocab"] = _codes([row[iidx[c]] for row in irows])
+    return out
+
+
+def _from_raw(raw: dict, behavior: str, campaign: str, where: str) -> OBDLog:
+    """Validates raw columns and builds an :class:`OBDLog` (sorted by time)."""
+    num_items = int(raw["item_item_id"].shape[0])
+    item_ids = raw["item_item_id"]
+    if not np.array_equal(np.sort(item_ids), np.arange(num_items)):
+        raise ConfigError(f"{where}: item_context item_id must be 0..{num_items - 1}.")
+    a = raw["item_id"]
+    bad = np.flatnonzero((a < 0) | (a >= num_items))
+    if bad.size:
+        raise ConfigError(
+            f"{where}:{bad[0] + 2}: item_id {a[bad[0]]} outside the item range 0..{num_items - 1}."
+        )
+    ps = raw["propensity_score"]
+    bad = np.flatnonzero(~(ps > 0) | ~(ps <= 1))
+    if bad.size:
+        raise ConfigError(
+            f"{where}:{bad[0] + 2}: propensity_score must be in (0, 1], got {ps[bad[0]]}."
+        )
+    y = raw["click"]
+    bad = np.flatnonzero(~np.isfinite(y))
+    if bad.size:
+        raise ConfigError(f"{where}:{bad[0] + 2}: click must be finite, got {y[bad[0]]}.")
+    pos_vals, position = np.unique(raw["position"], return_inverse=True)
+    order = np.argsort(raw["timestamp"], kind="stable")
+    item_feats = np.zeros((num_items, 4), np.float32)
+    item_feats[item_ids, 0] = raw["item_feature_0"]
+    for j, c in enumerate(_ITEM_COLS[2:], start=1):
+        item_feats[item_ids, j] = raw[c]
+    user = np.stack([raw[f"user_feature_{j}"] for j in range(_NUM_USER_FEATURES)], axis=1)
+    return OBDLog(
+        behavior=behavior,
+        campaign=campaign,
+        action=a[order].astype(np.int32),
+        position=position[order].astype(np.int32),
+        reward=y[order].astype(np.float32),
+        pscore=ps[order].astype(np.float32),
+        timestamp=raw["timestamp"][order],
+        user_features=user[order].astype(np.int32),
+        affinity=raw["affinity"][order].astype(np.float32),
+        item_features=item_feats,
+        num_actions=num_items,
+        num_positions=int(pos_vals.size),
+    )
+
+
+_CACHE: dict = {}
+
+
+def load(
+    behavior: str = "random", campaign: str = "all", path: str | os.PathLike | None = None
+) -> OBDLog:
+    """Loads one OBD log.
+
+    Args:
+      behavior: ``'random'`` or ``'bts'``.
+      campaign: ``'all'``, ``'men'`` or ``'women'``.
+      path: ``None`` for the committed small sample; else an OBD directory
+        (``path/behavior/campaign/campaign.csv``), e.g. the output of
+        ``mtrlrec data obd`` or the full dataset.
+
+    Returns:
+      An :class:`OBDLog` (cached per process; treat it as read-only).
+
+    Raises:
+      ConfigError: unknown names, missing files/columns, malformed rows (file
+        and line named), items outside the catalogue, propensities outside (0, 1].
+    """
+    _check_name(behavior, campaign)
+    key = (behavior, campaign, None if path is None else str(pathlib.Path(path).resolve()))
+    if key in _CACHE:
+        return _CACHE[key]
+    if path is None:
+        if not SAMPLE_FILE.is_file():
+            raise ConfigError(f"the committed OBD sample {SAMPLE_FILE} is missing.")
+        with np.load(SAMPLE_FILE, allow_pickle=False) as z:
+            prefix = f"{behavior}/{campaign}/"
+            raw = {k[len(prefix):]: z[k] for k in z.files if k.startswith(prefix)}
+        log = _from_raw(raw, behavior, campaign, f"{SAMPLE_FILE}[{behavior}/{campaign}]")
+    else:
+        root = pathlib.Path(path).expanduser()
+        log_path = root / behavior / campaign / f"{campaign}.csv"
+        raw = read_csv_log(log_path)
+        log = _from_raw(raw, behavior, campaign, str(log_path))
+    _CACHE[key] = log
+    return log
+
+
+# ---------------------------------------------------------------------------
+# preparation
+
+
+def _extract_csvs(wheel: pathlib.Path, out: pathlib.Path) -> None:
+    try:
+        zf = zipfile.ZipFile(wheel)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ConfigError(f"{wheel} is not a readable wheel/zip file: {e}.") from None
+    with zf:
+        names = set(zf.namelist())
+        for b in POLICIES:
+            for c in CAMPAIGNS:
+                for f in (f"{c}.csv", "item_context.csv"):
+                    member = f"{WHEEL_DIR}{b}/{c}/{f}"
+                    if member not in names:
+                        raise ConfigError(f"{wheel} lacks {member}; expected the {WHEEL} wheel.")
+                    dst = out / b / c / f
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(member) as s, open(dst, "wb") as d:
+                        shutil.copyfileobj(s, d)
+        prior = "obp/policy/conf/prior_bts.yaml"
+        if prior in names:
+            with zf.open(prior) as s, open(out / "prior_bts.yaml", "wb") as d:
+                shutil.copyfileobj(s, d)
+
+
+def prepare(
+    cache_dir: str | os.PathLike | None = None,
+    source: str | os.PathLike | None = None,
+    force: bool = False,
+) -> pathlib.Path:
+    """Makes the OBD CSVs available and returns their directory.
+
+    Args:
+      cache_dir: where to extract (default ``cache_root()/obd``).
+      source: ``None`` to download the ``obp==0.4.1`` wheel with pip and extract
+        the small sample from it; a local obp wheel; or a directory holding an
+        OBD copy (e.g. the full dataset), which is validated in place and
+        returned (nothing is copied).
+      force: re-extract even if the files exist.
+
+    Returns:
+      A directory to pass as ``path`` to :func:`load` (and ``OBDOPERunner.data_path``).
+    """
+    if source is not None and pathlib.Path(source).expanduser().is_dir():
+        root = pathlib.Path(source).expanduser()
+        for b in POLICIES:
+            for c in CAMPAIGNS:
+                if (root / b / c / f"{c}.csv").is_file():
+                    load(b, c, root)
+        return root
+    out = dataset_dir(NAME, cache_dir)
+    done = all((out / b / c / f"{c}.csv").is_file() for b in POLICIES for c in CAMPAIGNS)
+    if done and not force:
+        return out
+    if source is not None:
+        src = pathlib.Path(source).expanduser()
+        if not src.exists():
+            raise ConfigError(f"OBD source {src} does not exist.")
+        _extract_csvs(src, out)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            _extract_csvs(fetch_wheel(WHEEL, tmp), out)
+    for b in POLICIES:
+        for c in CAMPAIGNS:
+            load(b, c, out)
+    return out
+
+
+def parse_prior_yaml(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Reads obp's ``prior_bts.yaml`` (``campaign: {alpha: [...], beta: [...]}``) without PyYAML."""
+    out: dict[str, dict[str, list[float]]] = {}
+    camp = key = None
+    path = pathlib.Path(path)
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not line.startswith(" ") and line.rstrip().endswith(":"):
+            camp = line.strip()[:-1]
+            out[camp] = {}
+        elif line.strip() in ("alpha:", "beta:") and camp is not None:
+            key = line.strip()[:-1]
+            out[camp][key] = []
+        elif line.strip().startswith("- ") and camp is not None and key is not None:
+            try:
+                out[camp][key].append(float(line.strip()[2:]))
+            except ValueError:
+                raise ConfigError(f"{path}:{lineno}: expected a number, got {line.strip()!r}.") from None
+        else:
+            raise ConfigError(f"{path}:{lineno}: unexpected line {line!r}.")
+    res = {}
+    for c, d in out.items():
+        if set(d) != {"alpha", "beta"} or len(d["alpha"]) != len(d["beta"]):
+            raise ConfigError(f"{path}: campaign {c} needs alpha and beta lists of equal length.")
+        res[c] = (np.asarray(d["alpha"], np.float64), np.asarray(d["beta"], np.float64))
+    return res
+
+
+def load_bts_prior(campaign: str = "all", path: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The production Beta prior ``(alpha [A], beta [A])`` of the Bernoulli TS policy.
+
+    This is ``obp/policy/conf/prior_bts.yaml`` of ``obp==0.4.1`` (the parameters
+    the paper uses to compute the BTS action distribution by Monte Carlo,
+    Saito et al. §5). ``path=None`` reads the committed copy, else
+    ``path/prior_bts.yaml`` (written by ``mtrlrec data obd``) or a YAML file.
+    """
+    _check_name("bts", campaign)
+    if path is None:
+        with np.load(SAMPLE_FILE, allow_pickle=False) as z:
+            return z[f"prior/{campaign}/alpha"], z[f"prior/{campaign}/beta"]
+    p = pathlib.Path(path).expanduser()
+    if p.is_dir():
+        p = p / "prior_bts.yaml"
+    priors = parse_prior_yaml(p)
+    if campaign not in priors:
+        raise ConfigError(f"{p} has no prior for campaign {campaign!r}.")
+    return priors[campaign]
+
+
+def build_compact_sample(source_dir: str | os.PathLike, out_file: str | os.PathLike = SAMPLE_FILE) -> pathlib.Path:
+    """Writes the compact ``.npz`` copy of the small sample from extracted CSVs.
+
+    This is how ``mtrlrec/data/obd_sample/obd_sample.npz`` was made
+    (``prepare()`` then ``build_compact_sample(prepare())``); all columns are
+    kept, categorical hashes as codes plus vocabularies.
+    """
+    arrays = {}
+    root = pathlib.Path(source_dir)
+    for b in POLICIES:
+        for c in CAMPAIGNS:
+            raw = read_csv_log(root / b / c / f"{c}.csv")
+            for k, v in raw.items():
+                if k in ("item_id",):
+                    v = v.astype(np.int16)
+                elif k in ("position", "click"):
+                    v = v.astype(np.int8)
+                elif k.startswith(("user_feature_", "item_feature_")) and not k.endswith("_vocab") \
+                        and k != "item_feature_0":
+                    v = v.astype(np.int8)
+                arrays[f"{b}/{c}/{k}"] = v
+    prior_file = root / "prior_bts.yaml"
+    if prior_file.is_file():
+        for c, ab in parse_prior_yaml(prior_file).items():
+            arrays[f"prior/{c}/alpha"], arrays[f"prior/{c}/beta"] = ab
+    out_file = pathlib.Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out_file, **arrays)
+    return out_file
+
+
+__all__ = ["CAMPAIGNS", "NUM_ITEMS", "OBDLog", "POLICIES", "build_compact_sample", "load", "prepare"]
