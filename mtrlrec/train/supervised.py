@@ -32,6 +32,7 @@ fine-tune them by simply not masking.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import pathlib
 import time
@@ -207,64 +208,16 @@ def fit(
             raise ConfigError("fit.steps_per_epoch is required with sample_fn.")
         num_batches = check_int("fit.steps_per_epoch", steps_per_epoch, min_value=1)
 
-    def make_opt(lr):
-        return make_optimizer(optimizer, lr)
-
-    def init_one(key, lr):
-        kp, kr = jax.random.split(key)
-        params = init_fn(kp)
-        opt_state = make_opt(lr).init(params)
-        return FitState(params, opt_state, kr, params, jnp.float32(jnp.inf), jnp.int32(0), jnp.int32(0))
-
-    def epoch_one(state: FitState, lr, tdata, vdata):
-        opt = make_opt(lr)
-        key, kperm = jax.random.split(state.key)
-        if sample_fn is None:
-            xs = jax.random.permutation(kperm, n)[: num_batches * batch_size].reshape(num_batches, batch_size)
-        else:
-            xs = jax.random.split(kperm, num_batches)
-
-        def body(carry, x):
-            params, opt_state, key = carry
-            key, kl, kb = jax.random.split(key, 3)
-            batch = _gather(tdata, x) if sample_fn is None else sample_fn(kb, tdata, batch_size)
-            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, kl)
-            updates, opt_state = opt.update(grads, opt_state, params)
-            params = optax.apply_updates(params, updates)
-            return (params, opt_state, key), loss
-
-        (params, opt_state, key), losses = jax.lax.scan(body, (state.params, state.opt_state, key), xs)
-        metrics = dict(eval_fn(params, vdata))
-        if monitor not in metrics:
-            raise ConfigError(f"fit.monitor={monitor!r} is not among the validation metrics {sorted(metrics)}.")
-        value = sign * metrics[monitor]
-        better = value < state.best
-        best_params = jax.tree.map(lambda a, b: jnp.where(better, a, b), params, state.best_params)
-        new = FitState(
-            params,
-            opt_state,
-            key,
-            best_params,
-            jnp.where(better, value, state.best),
-            jnp.where(better, 0, state.bad_epochs + 1),
-            state.step + num_batches,
-        )
-        out = {"train/loss": losses.mean()}
-        out.update({f"valid/{k}": v for k, v in metrics.items()})
-        return new, out
-
-    data_axis = 0 if data_per_seed else None
-    init_s = jax.vmap(init_one, in_axes=(0, None))
-    epoch_s = jax.vmap(epoch_one, in_axes=(0, None, data_axis, data_axis))
+    epoch_all, init_all = _programs(
+        init_fn, loss_fn, eval_fn, sample_fn, None if sample_fn is not None else n, num_batches, batch_size,
+        optimizer, monitor, sign, data_per_seed, lrs is not None,
+    )
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(seed), i))(jnp.arange(num_seeds))
-    if lrs is None:
-        init_all = jax.jit(lambda k: init_s(k, jnp.float32(learning_rate)))
-        epoch_all = jax.jit(lambda s, t, v: epoch_s(s, jnp.float32(learning_rate), t, v))
-    else:
-        init_all = jax.jit(lambda k: jax.vmap(init_s, in_axes=(None, 0))(k, jnp.asarray(lrs)))
-        epoch_all = jax.jit(
-            lambda s, t, v: jax.vmap(epoch_s, in_axes=(0, 0, None, None))(s, jnp.asarray(lrs), t, v)
-        )
+    lr_arg = jnp.asarray(lrs) if lrs is not None else jnp.float32(learning_rate)
+    _init = init_all
+    init_all = lambda k: _init(k, lr_arg)  # noqa: E731
+    _epoch = epoch_all
+    epoch_all = lambda s, t, v: _epoch(s, lr_arg, t, v)  # noqa: E731
 
     state = init_all(keys)
     start_epoch = 0
@@ -438,3 +391,70 @@ def frozen_optimizer(opt: optax.GradientTransformation, params: Any, frozen_subt
     mask = freeze_mask(params, frozen_subtree)
     labels = jax.tree.map(lambda m: "train" if m else "frozen", mask)
     return optax.multi_transform({"train": opt, "frozen": optax.set_to_zero()}, labels)
+
+
+@functools.lru_cache(maxsize=64)
+def _programs(init_fn, loss_fn, eval_fn, sample_fn, n, num_batches, batch_size, optimizer, monitor, sign,
+              data_per_seed, swept):
+    """Compiled ``(epoch_all, init_all)`` taking the learning rate(s) as an argument.
+
+    Cached, so runs with the same functions and static sizes (e.g. the rows of a
+    table that differ only in data or learning rates) compile once per process.
+    """
+
+    def make_opt(lr):
+        return make_optimizer(optimizer, lr)
+
+    def init_one(key, lr):
+        kp, kr = jax.random.split(key)
+        params = init_fn(kp)
+        opt_state = make_opt(lr).init(params)
+        return FitState(params, opt_state, kr, params, jnp.float32(jnp.inf), jnp.int32(0), jnp.int32(0))
+
+    def epoch_one(state: FitState, lr, tdata, vdata):
+        opt = make_opt(lr)
+        key, kperm = jax.random.split(state.key)
+        if sample_fn is None:
+            xs = jax.random.permutation(kperm, n)[: num_batches * batch_size].reshape(num_batches, batch_size)
+        else:
+            xs = jax.random.split(kperm, num_batches)
+
+        def body(carry, x):
+            params, opt_state, key = carry
+            key, kl = jax.random.split(key)
+            batch = _gather(tdata, x) if sample_fn is None else sample_fn(x, tdata, batch_size)
+            (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, kl)
+            updates, opt_state = opt.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            return (params, opt_state, key), loss
+
+        (params, opt_state, key), losses = jax.lax.scan(body, (state.params, state.opt_state, key), xs)
+        metrics = dict(eval_fn(params, vdata))
+        if monitor not in metrics:
+            raise ConfigError(f"fit.monitor={monitor!r} is not among the validation metrics {sorted(metrics)}.")
+        value = sign * metrics[monitor]
+        better = value < state.best
+        best_params = jax.tree.map(lambda a, b: jnp.where(better, a, b), params, state.best_params)
+        new = FitState(
+            params,
+            opt_state,
+            key,
+            best_params,
+            jnp.where(better, value, state.best),
+            jnp.where(better, 0, state.bad_epochs + 1),
+            state.step + num_batches,
+        )
+        out = {"train/loss": losses.mean()}
+        out.update({f"valid/{k}": v for k, v in metrics.items()})
+        return new, out
+
+    data_axis = 0 if data_per_seed else None
+    init_s = jax.vmap(init_one, in_axes=(0, None))
+    epoch_s = jax.vmap(epoch_one, in_axes=(0, None, data_axis, data_axis))
+    if swept:
+        init_all = jax.jit(jax.vmap(init_s, in_axes=(None, 0)))
+        epoch_all = jax.jit(jax.vmap(epoch_s, in_axes=(0, 0, None, None)))
+    else:
+        init_all = jax.jit(init_s)
+        epoch_all = jax.jit(epoch_s)
+    return epoch_all, init_all

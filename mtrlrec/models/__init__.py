@@ -1,0 +1,6 @@
+"""Flax (linen) modules: encoders, factorisation, multi-task networks, heads.
+
+Submodules: :mod:`~mtrlrec.models.encoders`, :mod:`~mtrlrec.models.factorization`,
+:mod:`~mtrlrec.models.multitask`, :mod:`~mtrlrec.models.heads`,
+:mod:`~mtrlrec.models.synthetic` (MMoE data), :mod:`~mtrlrec.models.runners`.
+"""

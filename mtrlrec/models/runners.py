@@ -1,0 +1,187 @@
+r"""Runners for the representation experiments (``Experiment.runner = @...()``).
+
+* :class:`MMoESyntheticRunner`: Ma et al. (KDD 2018) §3.2/§5 synthetic study —
+  many independent runs of one multi-task model at one task correlation, all in
+  one compiled ``vmap`` (with the learning-rate grid as a second vmapped axis).
+* :class:`NextItemRunner` (in :mod:`mtrlrec.models.next_item`): next-item
+  recommendation on MovieLens-100k.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mtrlrec.core.errors import ConfigError, check_float, check_int
+from mtrlrec.models import multitask, synthetic
+from mtrlrec.train import supervised
+from mtrlrec.train.result import Result, RunContext
+
+
+@functools.lru_cache(maxsize=None)
+def _mmoe_programs(kind: str, dim: int, batch: int):
+    """Model functions shared by every runner with the same static configuration."""
+    model = multitask.make_multitask_model(kind=kind, num_tasks=2)
+
+    def init_fn(key):
+        return model.init(key, jnp.zeros((1, dim)))
+
+    def predict(params, x):
+        return model.apply(params, x)[..., 0]  # [B, 2]
+
+    def loss_fn(params, batch_, key):
+        x, y = batch_
+        losses = multitask.task_losses(predict(params, x), y, ("mse", "mse"))
+        return losses.sum(), {}
+
+    def eval_fn(params, data):
+        x, y = data
+        losses = multitask.task_losses(predict(params, x), y, ("mse", "mse"))
+        return {"loss": losses.mean(), "loss_task1": losses[0], "loss_task2": losses[1]}
+
+    return model, init_fn, predict, loss_fn, eval_fn
+
+
+def _sample_batch(key, tdata, batch_size):
+    """Streams one fresh minibatch from the run's generator (``tdata = {'w', 'tp'}``)."""
+    return synthetic.sample_data(key, tdata["w"], batch_size, tdata["tp"])
+
+
+@gin.configurable
+class MMoESyntheticRunner:
+    r"""Trains a multi-task model on the MMoE synthetic data (Ma et al. 2018, §3.2, §5).
+
+    Every seed is an independent run: its own task weights ``w_1, w_2`` (drawn
+    with correlation ``p``), its own data and its own initialisation; all runs
+    (× the learning-rate grid) are one ``vmap``. The learning rate is chosen
+    from ``learning_rates`` by the mean validation loss over runs; the final
+    metric is the test loss ``(MSE_1 + MSE_2)/2`` of each run at that rate.
+
+    Training data are streamed (a fresh batch from the generator each step,
+    ``num_train=0``) or a fixed set of ``num_train`` samples per run.
+
+    Args:
+      model: 'shared_bottom', 'omoe', 'mmoe' or 'ple' (see :func:`make_multitask_model`).
+      correlation: task correlation p in [-1, 1].
+      learning_rates: Adam step sizes tried (one compiled call).
+      dim: input dimension d (100 in the paper).
+      num_train: training samples per run (0: stream fresh samples).
+      num_valid, num_test: validation/test samples per run.
+      batch_size, num_epochs, steps_per_epoch: training length.
+      num_sines, c, noise_var, alphas, betas: generator constants (see
+        :mod:`mtrlrec.models.synthetic`).
+      quick_epochs: epochs used by ``bench --quick``.
+    """
+
+    def __init__(
+        self,
+        model: str = "mmoe",
+        correlation: float = 0.5,
+        learning_rates: Sequence[float] = (1e-4, 1e-3, 1e-2),
+        dim: int = 100,
+        num_train: int = 0,
+        num_valid: int = 1000,
+        num_test: int = 1000,
+        batch_size: int = 128,
+        num_epochs: int = 10,
+        steps_per_epoch: int = 100,
+        num_sines: int = 10,
+        c: float = 1.0,
+        noise_var: float = 0.01,
+        alphas: Sequence[float] | None = None,
+        betas: Sequence[float] | None = None,
+        quick_epochs: int | None = None,
+    ):
+        w = "MMoESyntheticRunner"
+        if model not in ("shared_bottom", "omoe", "mmoe", "ple"):
+            raise ConfigError(f"{w}.model must be 'shared_bottom', 'omoe', 'mmoe' or 'ple', got {model!r}.")
+        self.model = model
+        self.correlation = synthetic.check_correlation(f"{w}.correlation", correlation)
+        if isinstance(learning_rates, (int, float)):
+            learning_rates = (learning_rates,)
+        if len(learning_rates) == 0:
+            raise ConfigError(f"{w}.learning_rates is empty.")
+        self.learning_rates = tuple(
+            check_float(f"{w}.learning_rates[{i}]", v, low=0.0, low_open=True) for i, v in enumerate(learning_rates)
+        )
+        self.dim = check_int(f"{w}.dim", dim, min_value=2)
+        self.num_train = check_int(f"{w}.num_train", num_train, min_value=0)
+        self.num_valid = check_int(f"{w}.num_valid", num_valid, min_value=1)
+        self.num_test = check_int(f"{w}.num_test", num_test, min_value=1)
+        self.batch_size = check_int(f"{w}.batch_size", batch_size, min_value=1)
+        if self.num_train and self.num_train < self.batch_size:
+            raise ConfigError(f"{w}.num_train={num_train} is smaller than {w}.batch_size={batch_size}.")
+        self.num_epochs = check_int(f"{w}.num_epochs", num_epochs, min_value=1)
+        self.steps_per_epoch = check_int(f"{w}.steps_per_epoch", steps_per_epoch, min_value=1)
+        self.quick_epochs = None if quick_epochs is None else check_int(f"{w}.quick_epochs", quick_epochs, min_value=1)
+        self.task_params = synthetic.default_task_params(num_sines, c, noise_var, alphas, betas, where=w)
+
+    def __call__(self, ctx: RunContext) -> Result:
+        S = ctx.num_seeds
+        tp = self.task_params
+        model, init_fn, predict, loss_fn, eval_fn = _mmoe_programs(self.model, self.dim, self.batch_size)
+        keys = jax.random.split(jax.random.PRNGKey(ctx.seed + 7_919), S)
+        p = jnp.float32(self.correlation)
+
+        @jax.jit
+        def make_data(keys):
+            def one(key):
+                kw, kt, kv, ks = jax.random.split(key, 4)
+                w = synthetic.sample_weights(kw, p, self.dim, tp.c)
+                out = {"w": w, "valid": synthetic.sample_data(kv, w, self.num_valid, tp),
+                       "test": synthetic.sample_data(ks, w, self.num_test, tp)}
+                if self.num_train:
+                    out["train"] = synthetic.sample_data(kt, w, self.num_train, tp)
+                return out
+
+            return jax.vmap(one)(keys)
+
+        data = make_data(keys)
+
+        epochs = self.quick_epochs if (ctx.quick and self.quick_epochs) else self.num_epochs
+        common = dict(
+            valid_data=data["valid"], data_per_seed=True, num_seeds=S, seed=ctx.seed, batch_size=self.batch_size,
+            num_epochs=epochs, hparams={"learning_rate": self.learning_rates}, writer=ctx.writer,
+            checkpoint_dir=ctx.checkpoint_dir, resume=ctx.resume, progress=ctx.progress,
+        )
+        if self.num_train:
+            out = supervised.fit(init_fn, loss_fn, eval_fn, train_data=data["train"], **common)
+        else:
+            tdata = {"w": data["w"], "tp": jax.tree.map(lambda a: jnp.broadcast_to(a, (S,) + a.shape), tp)}
+            out = supervised.fit(init_fn, loss_fn, eval_fn, train_data=tdata, sample_fn=_sample_batch,
+                                 steps_per_epoch=self.steps_per_epoch, **common)
+        h = int(np.argmin(np.mean(out.best, axis=-1)))  # best learning rate on validation
+        best_params = jax.tree.map(lambda a: a[h], out.params)
+        test = jax.jit(jax.vmap(eval_fn))(best_params, data["test"])
+        test = {k: np.asarray(v) for k, v in test.items()}
+        loss = test["loss"]
+        steps_per_epoch = self.steps_per_epoch if not self.num_train else self.num_train // self.batch_size
+        nparams = multitask.count_params(jax.tree.map(lambda a: a[0, 0], out.params))
+        final = {
+            "test_loss": loss,
+            "test_loss_task1": test["loss_task1"],
+            "test_loss_task2": test["loss_task2"],
+            # One value per cell (the spread over runs); n = 1, so no SE.
+            "test_loss_sd": np.asarray([np.std(loss, ddof=1) if S > 1 else 0.0]),
+            "learning_rate": np.asarray([self.learning_rates[h]]),
+            "num_params": np.asarray([float(nparams)]),
+        }
+        lr_rows = "\n".join(
+            f"| {lr:g} | {np.mean(out.best[i]):.4f} |" for i, lr in enumerate(self.learning_rates)
+        )
+        table = (
+            f"model `{self.model}`, p = {self.correlation}, {S} runs, {nparams} parameters\n\n"
+            "| learning rate | mean best validation loss |\n|---|---|\n" + lr_rows
+        )
+        return Result(
+            final=final,
+            curves={k: v[h] for k, v in out.curves.items()},
+            steps=out.epochs * steps_per_epoch,
+            primary="valid/loss",
+            tables={"learning-rate selection": table},
+        )
