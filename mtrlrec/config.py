@@ -102,6 +102,19 @@ def _improve(message: str) -> str:
     return message
 
 
+def _drop_package_file_reader() -> None:
+    """Removes gin's reader that treats ``envs/x.gin`` as a file of a Python package ``envs``.
+
+    Our fragments are plain files on the search path; that reader crashes on
+    namespace packages of the same name (e.g. ``tests/envs``) and is not needed.
+    """
+    from gin import resource_reader
+
+    gin.config._FILE_READERS[:] = [  # noqa: SLF001
+        r for r in gin.config._FILE_READERS if r[0] is not resource_reader.system_path_reader
+    ]
+
+
 class _QuietSearch:
     """Drops gin's 'Path not found' log lines: misses are normal while it walks the search path."""
 
@@ -120,6 +133,7 @@ def parse(files: Sequence[str | os.PathLike], bindings: Sequence[str] = ()) -> N
     import logging
 
     import_all()
+    _drop_package_file_reader()
     root = logging.getLogger()
     if not any(isinstance(f, _QuietSearch) for f in root.filters):
         root.addFilter(_QuietSearch())

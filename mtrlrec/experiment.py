@@ -67,6 +67,15 @@ def build(files: Sequence[str], bindings: Sequence[str] = ()) -> Experiment:
     return config_lib.call(Experiment, "Experiment")
 
 
+def check_out_dir(path: pathlib.Path) -> None:
+    """Refuses an output directory that exists and holds anything (earlier results)."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ConfigError(
+            f"output directory {path} already exists and is not empty; choose another --out, "
+            f"or continue it with --resume {path}."
+        )
+
+
 def new_run_dir(out: str | None, name: str) -> pathlib.Path:
     """Creates a fresh run directory; refuses to reuse a non-empty one."""
     if out is None:
@@ -78,11 +87,7 @@ def new_run_dir(out: str | None, name: str) -> pathlib.Path:
             i += 1
     else:
         path = pathlib.Path(out)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise ConfigError(
-                f"output directory {path} already exists and is not empty; choose another --out, "
-                f"or continue it with --resume {path}."
-            )
+        check_out_dir(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -122,6 +127,8 @@ def run_experiment(
     else:
         if experiment is None:
             raise ConfigError("no experiment file given.")
+        if out is not None:
+            check_out_dir(pathlib.Path(out))
         exp = build([experiment], bindings)
         run_dir = new_run_dir(out, pathlib.Path(experiment).stem)
     num_seeds = seeds if seeds is not None else exp.num_seeds

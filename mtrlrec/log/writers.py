@@ -86,9 +86,10 @@ def jsonl_to_csv(jsonl: str | pathlib.Path, csv_path: str | pathlib.Path) -> Non
     rows: dict[int, dict[str, Any]] = {}
     columns: list[str] = ["step"]
     for line in pathlib.Path(jsonl).read_text(encoding="utf-8").splitlines():
-        if not line.strip():
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError:  # blank or torn line from a crash
             continue
-        d = json.loads(line)
         row = rows.setdefault(int(d["step"]), {"step": int(d["step"])})
         for k, v in d.items():
             if k not in columns:

@@ -166,10 +166,11 @@ def _check_sweep(hparams: Mapping[str, Any] | None) -> tuple[dict[str, jnp.ndarr
     if not hparams:
         return {}, 0
     arrays = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
-    sizes = {k: a.shape[0] if a.ndim == 1 else None for k, a in arrays.items()}
+    sizes = {k: a.shape[0] if a.ndim >= 1 else None for k, a in arrays.items()}
     if any(s is None for s in sizes.values()) or len(set(sizes.values())) != 1:
         raise ConfigError(
-            f"hyperparameter sweep values must be 1-D lists of equal length, got sizes {sizes}."
+            "hyperparameter sweep values must be lists with one entry per sweep point, all of "
+            f"equal length; got sizes {sizes}."
         )
     return arrays, next(iter(sizes.values()))
 

@@ -36,7 +36,12 @@ def sweep_labels(hparams: Mapping[str, np.ndarray]) -> list[str]:
     if not hparams:
         return []
     n = len(next(iter(hparams.values())))
-    return [",".join(f"{k}={float(v[i]):g}" for k, v in hparams.items()) for i in range(n)]
+
+    def fmt(k, v, i):
+        v = np.asarray(v)
+        return f"{k}={float(v[i]):g}" if v.ndim == 1 else f"{k}#{i}"
+
+    return [",".join(fmt(k, v, i) for k, v in hparams.items()) for i in range(n)]
 
 
 def final_metrics(output: loop.LoopOutput, tail_fraction: float = 0.1) -> dict[str, np.ndarray]:
@@ -148,16 +153,19 @@ class OnlineRunner:
             per_seed = True
         labels = sweep_labels(self.hparams)
         resume = None
+        start_step = 0
         if ctx.resume and ctx.checkpoint_dir is not None:
             path = ckpt.latest(ctx.checkpoint_dir)
             if path is not None:
                 state = ckpt.load_state_dict(path)
                 resume = loop.LoopResume(state["carry"], state["metrics"],
                                          int(state["next_chunk"]))
-                jsonl = getattr(ctx.writer, "jsonl", None)
-                if jsonl is not None:
-                    jsonl.truncate_after(int(state["last_step"]))
-        logged = {"n": 0 if resume is None else int(np.asarray(state["last_step"]))}
+                start_step = int(state["last_step"])
+            # Lines logged after the checkpoint (or all, without one) are redone.
+            jsonl = getattr(ctx.writer, "jsonl", None)
+            if jsonl is not None:
+                jsonl.truncate_after(start_step)
+        logged = {"n": start_step}
 
         def on_chunk(c: int, num_chunks: int, out: loop.LoopOutput) -> None:
             steps = out.steps
@@ -215,13 +223,14 @@ def _check_hparams(hparams) -> dict[str, np.ndarray]:
             a = np.asarray(v, np.float32)
         except (TypeError, ValueError):
             raise ConfigError(f"OnlineRunner.hparams[{k!r}] must be a list of numbers, got {v!r}.")
-        if a.ndim != 1 or a.size == 0 or not np.all(np.isfinite(a)):
+        if a.ndim < 1 or a.size == 0 or not np.all(np.isfinite(a)):
             raise ConfigError(
-                f"OnlineRunner.hparams[{k!r}] must be a non-empty list of finite numbers, got {v!r}."
+                f"OnlineRunner.hparams[{k!r}] must be a non-empty list of finite numbers "
+                f"(one entry per sweep point), got {v!r}."
             )
-        if n is not None and a.size != n:
+        if n is not None and a.shape[0] != n:
             raise ConfigError("OnlineRunner.hparams lists must all have the same length.")
-        n = a.size
+        n = a.shape[0]
         out[k] = a
     return out
 

@@ -1,0 +1,97 @@
+"""The table harness: aggregation, judging against references, checks, outputs."""
+
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+
+from mtrlrec.bench import spec as spec_lib
+from mtrlrec.bench.runner import run_table
+from mtrlrec.core.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def quick_table(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "analytic"
+    return run_table("bandit_analytic", quick=True, out=str(out), progress=False)
+
+
+def test_quick_analytic_table_passes(quick_table):
+    out, table = quick_table
+    statuses = {(j.row, j.column): j.status for j in table.judgements}
+    assert statuses == {("uniform", "regret"): "pass", ("uniform", "optimal"): "pass",
+                        ("oracle", "regret"): "pass", ("oracle", "optimal"): "pass"}
+    assert all(s == "pass" for _, s in table.checks)
+    assert table.passed
+    cell = table.cells[("uniform", "regret")]
+    assert cell.n == 20 and abs(cell.mean - 400.0) < 4 * cell.se
+
+
+def test_outputs_written(quick_table):
+    out, table = quick_table
+    md = (out / "table.md").read_text()
+    assert "Uniform (ε = 1)" in md and "✓ pass" in md
+    csv = (out / "table.csv").read_text().splitlines()
+    assert csv[0].startswith("row,column,metric,mean,se,n,reference")
+    assert len(csv) == 1 + 3 * 2
+    acc = event_accumulator.EventAccumulator(str(out / "tb"),
+                                             size_guidance={event_accumulator.TENSORS: 0})
+    acc.Reload()
+    assert "tables/bandit_analytic" in acc.Tags()["tensors"]
+    for row in ("uniform", "oracle", "eps"):
+        assert (out / "rows" / row / "summary.md").exists()
+
+
+def _write_spec(tmp_path, value, expr="mean('u', 'regret') > 1e9"):
+    p = tmp_path / "wrong.toml"
+    p.write_text(f"""
+title = "wrong on purpose"
+seeds = 5
+[quick]
+seeds = 5
+bindings = ["OnlineRunner.num_steps = 1_000", "OnlineRunner.log_every = 100"]
+[[columns]]
+key = "regret"
+metric = "cumulative_regret"
+[[rows]]
+key = "u"
+experiment = "experiments/analytic/uniform.gin"
+[[references]]
+row = "u"
+column = "regret"
+value = {value}
+tolerance = 3.0
+source = "deliberately wrong"
+quick = true
+[[checks]]
+name = "impossible"
+expr = "{expr}"
+quick = true
+""")
+    return p
+
+
+def test_wrong_reference_deviates_and_check_fails(tmp_path):
+    _, table = run_table(str(_write_spec(tmp_path, 450.0)), quick=True, out=str(tmp_path / "o"),
+                         progress=False)
+    assert table.judgements[0].status == "deviate"
+    assert table.checks == [("impossible", "fail")]
+    assert not table.passed
+    assert "✗ deviate" in table.markdown
+
+
+@pytest.mark.parametrize("patch, message", [
+    (("title =", "titel ="), r"unknown key\(s\) \['titel'\]"),
+    (('row = "u"', 'row = "v"'), "reference names unknown row 'v'"),
+    (("uniform.gin", "nope.gin"), "missing experiment file"),
+    (("tolerance = 3.0", 'tolerance = 3.0\ntolerance_kind = "sigma"'), "tolerance_kind must be one of"),
+])
+def test_spec_validation(tmp_path, patch, message):
+    p = _write_spec(tmp_path, 400.0)
+    p.write_text(p.read_text().replace(*patch, 1))
+    with pytest.raises(ConfigError, match=message):
+        spec_lib.load(str(p))
+
+
+def test_all_committed_specs_load():
+    for p in sorted(spec_lib.TABLES_DIR.glob("*.toml")):
+        spec = spec_lib.load(str(p))
+        assert spec.rows and spec.columns, p
