@@ -1,19 +1,49 @@
-r"""Classic multi-armed bandit agents.
+r"""Classic multi-armed bandit agents (pure, jit/vmap friendly).
 
-ε-greedy (Sutton & Barto 2018, §2.2-2.4): with probability ε pull a uniformly
-random arm, otherwise the arm of highest sample mean (ties broken uniformly);
-sample means are updated incrementally, :math:`Q_a \leftarrow Q_a + (r - Q_a)/N_a`.
+Every agent keeps per-arm statistics in a ``flax.struct`` state and its swept
+hyperparameters as float fields of ``state.hparams``, so a sweep over ε, c, α,
+τ, Q₀ is one ``vmap`` (``loop.run(..., hparams={'epsilon': [...]})``).
+
+* :class:`UniformAgent`: pulls arms uniformly at random.
+* :class:`EpsilonGreedy`: sample means; explore with probability ε
+  (constant) or :math:`\varepsilon_t = \min(1, \varepsilon K / t)` (the
+  :math:`\varepsilon_n`-greedy of Auer, Cesa-Bianchi & Fischer 2002, §3, with
+  ``epsilon`` = c/d²) (Sutton & Barto 2018, §2.2-2.4).
+* :class:`OptimisticGreedy`: constant step size α and optimistic initial
+  values :math:`Q_0` (Sutton & Barto 2018, §2.5-2.6).
+* :class:`UCB1`: :math:`A_t = \arg\max_a Q_a + c\sqrt{\ln t / N_a}`
+  (Auer et al. 2002, Fig. 1 with c = √2; Sutton & Barto §2.7 with c swept).
+* :class:`KLUCB`: :math:`\max\{q : N_a\,\mathrm{kl}(\hat\mu_a, q) \le \ln t +
+  c \ln\ln t\}` for Bernoulli rewards (Garivier & Cappé 2011, §2), solved by a
+  vectorised safeguarded Newton iteration.
+* :class:`ThompsonSampling`: Beta–Bernoulli posterior sampling (Chapelle & Li
+  2011, Algorithm 2) with the exact fast sampler of :mod:`mtrlrec.agents.sampling`.
+* :class:`GaussianThompson`: Normal–Normal posterior sampling with known noise.
+* :class:`Softmax`: Boltzmann exploration :math:`\pi \propto \exp(Q/\tau)`.
+* :class:`EXP3`: exponential weights for adversarial bandits (Auer et al.
+  2002b, "The nonstochastic multiarmed bandit problem", Fig. 1).
+* :class:`GradientBandit`: preferences :math:`H` with softmax policy and
+  baseline (Sutton & Barto 2018, §2.8, eq. 2.12).
+
+Arms are chosen by ``argmax``; index policies break ties by the lowest index
+(arms not yet pulled have an infinite index, so they are pulled in order),
+sample-mean greedy policies break ties uniformly at random.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Any, Sequence
 
 import flax.struct
 import gin
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from mtrlrec.agents import sampling
 from mtrlrec.core.agent import Agent
-from mtrlrec.core.errors import check_float
+from mtrlrec.core.errors import ConfigError, check_float, check_floats
 from mtrlrec.core.spaces import num_actions
 
 
@@ -24,9 +54,11 @@ def argmax_random_tiebreak(key: jax.Array, values: jax.Array) -> jax.Array:
     return jnp.argmax(jnp.where(ties, noise, -1.0)).astype(jnp.int32)
 
 
-@flax.struct.dataclass
-class EpsilonGreedyHParams:
-    epsilon: jax.Array
+def _categorical(key: jax.Array, probs: jax.Array) -> jax.Array:
+    """One draw from ``probs`` ``[K]`` by inverse CDF (one uniform word)."""
+    u = jax.random.uniform(key) * jnp.sum(probs)
+    cdf = jnp.cumsum(probs)
+    return jnp.minimum(jnp.sum(cdf <= u), probs.shape[0] - 1).astype(jnp.int32)
 
 
 @flax.struct.dataclass
@@ -34,48 +66,625 @@ class ArmStatsState:
     """Per-arm pull counts and sample-mean estimates; shared by index policies."""
 
     hparams: flax.struct.PyTreeNode
-    counts: jax.Array  # [K]
-    values: jax.Array  # [K]
-    t: jax.Array
+    counts: jax.Array  # [K] pulls N_a
+    values: jax.Array  # [K] sample means Q_a
+    t: jax.Array       # total pulls
 
 
 def update_arm_stats(state: ArmStatsState, action: jax.Array, reward: jax.Array) -> ArmStatsState:
-    """Incremental sample mean of the pulled arm."""
+    """Incremental sample mean of the pulled arm: :math:`Q \\leftarrow Q + (r - Q)/N`."""
     counts = state.counts.at[action].add(1.0)
     values = state.values.at[action].add((reward - state.values[action]) / counts[action])
     return state.replace(counts=counts, values=values, t=state.t + 1)
 
 
+def _arm_stats_init(hparams, k: int) -> ArmStatsState:
+    return ArmStatsState(hparams=hparams, counts=jnp.zeros(k, jnp.float32),
+                         values=jnp.zeros(k, jnp.float32), t=jnp.int32(0))
+
+
+def _scalar_reward(reward: jax.Array) -> jax.Array:
+    return jnp.asarray(reward, jnp.float32).reshape(())
+
+
+class _BanditAgent(Agent):
+    """Common checks: a Discrete action space with K >= 2."""
+
+    def check_compatible(self, obs_spec, action_spec) -> None:
+        k = num_actions(action_spec)
+        if k < 2:
+            raise ConfigError(f"{self.name} needs at least 2 arms, got {k}.")
+
+
+# -- uniform -------------------------------------------------------------------
+
+
+@flax.struct.dataclass
+class NoHParams:
+    pass
+
+
 @gin.configurable
-class EpsilonGreedy(Agent):
-    """ε-greedy with sample-mean estimates.
+class UniformAgent(_BanditAgent):
+    """Pulls each arm with probability 1/K (the no-learning baseline)."""
+
+    def hparams(self):
+        return NoHParams()
+
+    def init(self, key, obs_spec, action_spec):
+        return _arm_stats_init(self.hparams(), num_actions(action_spec))
+
+    def act(self, key, state, obs):
+        k = state.counts.shape[0]
+        return jax.random.randint(key, (), 0, k, dtype=jnp.int32), {}
+
+    def update(self, key, state, transition):
+        return update_arm_stats(state, transition.action, _scalar_reward(transition.reward)), {}
+
+
+# -- ε-greedy --------------------------------------------------------------------
+
+
+@flax.struct.dataclass
+class EpsilonGreedyHParams:
+    epsilon: jax.Array
+
+
+@gin.configurable
+class EpsilonGreedy(_BanditAgent):
+    """ε-greedy with sample-mean estimates (Sutton & Barto 2018, §2.2-2.4).
 
     Args:
-      epsilon: exploration probability in [0, 1] (swept as ``hparams.epsilon``).
+      epsilon: exploration probability in [0, 1] for ``decay='constant'``; for
+        ``decay='inverse_t'`` the scale c/d² >= 0 of Auer et al. (2002, §3):
+        :math:`\\varepsilon_t = \\min(1, \\varepsilon K / t)`. Swept as
+        ``hparams.epsilon``.
+      decay: 'constant' or 'inverse_t'.
     """
 
-    def __init__(self, epsilon: float = 0.1):
-        self.epsilon = check_float("EpsilonGreedy.epsilon", epsilon, low=0.0, high=1.0)
+    def __init__(self, epsilon: float = 0.1, decay: str = "constant"):
+        if decay not in ("constant", "inverse_t"):
+            raise ConfigError(
+                f"EpsilonGreedy.decay must be 'constant' or 'inverse_t', got {decay!r}."
+            )
+        self.decay = decay
+        high = 1.0 if decay == "constant" else None
+        self.epsilon = check_float("EpsilonGreedy.epsilon", epsilon, low=0.0, high=high)
 
     def hparams(self):
         return EpsilonGreedyHParams(epsilon=jnp.float32(self.epsilon))
 
     def init(self, key, obs_spec, action_spec):
-        k = num_actions(action_spec)
-        return ArmStatsState(
-            hparams=self.hparams(),
-            counts=jnp.zeros(k, jnp.float32),
-            values=jnp.zeros(k, jnp.float32),
-            t=jnp.int32(0),
-        )
+        return _arm_stats_init(self.hparams(), num_actions(action_spec))
+
+    def current_epsilon(self, state: ArmStatsState) -> jax.Array:
+        eps = state.hparams.epsilon
+        if self.decay == "inverse_t":
+            k = state.values.shape[0]
+            eps = jnp.minimum(1.0, eps * k / jnp.maximum(state.t, 1).astype(jnp.float32))
+        return eps
 
     def act(self, key, state, obs):
         k_explore, k_arm, k_tie = jax.random.split(key, 3)
         k = state.values.shape[0]
         greedy = argmax_random_tiebreak(k_tie, state.values)
         random_arm = jax.random.randint(k_arm, (), 0, k, dtype=jnp.int32)
+        explore = jax.random.uniform(k_explore) < self.current_epsilon(state)
+        return jnp.where(explore, random_arm, greedy), {}
+
+    def update(self, key, state, transition):
+        return update_arm_stats(state, transition.action, _scalar_reward(transition.reward)), {}
+
+
+# -- optimistic greedy -------------------------------------------------------------
+
+
+@flax.struct.dataclass
+class OptimisticHParams:
+    initial_value: jax.Array
+    step_size: jax.Array
+    epsilon: jax.Array
+
+
+@flax.struct.dataclass
+class OptimisticState:
+    """:math:`Q_a = w_a Q_0 + q_a`: ``w`` is the weight left on the initial value."""
+
+    hparams: OptimisticHParams
+    counts: jax.Array  # [K]
+    w: jax.Array       # [K] (1 - α)^{N_a}
+    q: jax.Array       # [K]
+    t: jax.Array
+
+
+@gin.configurable
+class OptimisticGreedy(_BanditAgent):
+    """(ε-)greedy with a constant step size and optimistic initial values.
+
+    :math:`Q_a \\leftarrow Q_a + \\alpha (r - Q_a)` from :math:`Q_a = Q_0`
+    (Sutton & Barto 2018, §2.5 eq. 2.5, §2.6). ``Q = w Q_0 + q`` with
+    :math:`w = (1-\\alpha)^{N_a}` keeps :math:`Q_0` a swept hyperparameter that
+    takes effect after ``init``. ``step_size = 0`` means sample averages
+    (α = 1/N).
+
+    Args:
+      initial_value: Q₀ (swept as ``initial_value``).
+      step_size: α in [0, 1] (swept as ``step_size``).
+      epsilon: exploration probability in [0, 1] (0: greedy).
+    """
+
+    def __init__(self, initial_value: float = 5.0, step_size: float = 0.1,
+                 epsilon: float = 0.0):
+        self.initial_value = check_float("OptimisticGreedy.initial_value", initial_value)
+        self.step_size = check_float("OptimisticGreedy.step_size", step_size, low=0.0, high=1.0)
+        self.epsilon = check_float("OptimisticGreedy.epsilon", epsilon, low=0.0, high=1.0)
+
+    def hparams(self):
+        return OptimisticHParams(jnp.float32(self.initial_value), jnp.float32(self.step_size),
+                                 jnp.float32(self.epsilon))
+
+    def init(self, key, obs_spec, action_spec):
+        k = num_actions(action_spec)
+        return OptimisticState(self.hparams(), jnp.zeros(k, jnp.float32),
+                               jnp.ones(k, jnp.float32), jnp.zeros(k, jnp.float32),
+                               jnp.int32(0))
+
+    @staticmethod
+    def estimates(state: OptimisticState) -> jax.Array:
+        return state.w * state.hparams.initial_value + state.q
+
+    def act(self, key, state, obs):
+        k_explore, k_arm, k_tie = jax.random.split(key, 3)
+        k = state.q.shape[0]
+        greedy = argmax_random_tiebreak(k_tie, self.estimates(state))
+        random_arm = jax.random.randint(k_arm, (), 0, k, dtype=jnp.int32)
         explore = jax.random.uniform(k_explore) < state.hparams.epsilon
         return jnp.where(explore, random_arm, greedy), {}
 
     def update(self, key, state, transition):
-        return update_arm_stats(state, transition.action, transition.reward), {}
+        a, r = transition.action, _scalar_reward(transition.reward)
+        counts = state.counts.at[a].add(1.0)
+        alpha = state.hparams.step_size
+        beta = jnp.where(alpha > 0, alpha, 1.0 / counts[a])
+        w = state.w.at[a].multiply(1.0 - beta)
+        q = state.q.at[a].set((1.0 - beta) * state.q[a] + beta * r)
+        return state.replace(counts=counts, w=w, q=q, t=state.t + 1), {}
+
+
+# -- UCB1 --------------------------------------------------------------------------
+
+
+@flax.struct.dataclass
+class UCBHParams:
+    c: jax.Array
+
+
+@gin.configurable
+class UCB1(_BanditAgent):
+    """Upper confidence bound :math:`Q_a + c\\sqrt{\\ln t / N_a}`.
+
+    With c = √2 this is UCB1 of Auer, Cesa-Bianchi & Fischer (2002, Fig. 1),
+    whose regret satisfies Theorem 1:
+    :math:`\\mathbb E R_T \\le \\sum_{\\Delta_a>0} 8\\ln T/\\Delta_a + (1 + \\pi^2/3)\\sum_a \\Delta_a`
+    (see :func:`mtrlrec.eval.regret.ucb1_regret_bound`). Unpulled arms come
+    first (infinite index); ties go to the lowest index.
+
+    Args:
+      c: exploration constant >= 0 (swept as ``c``); default √2.
+    """
+
+    def __init__(self, c: float = math.sqrt(2.0)):
+        self.c = check_float("UCB1.c", c, low=0.0)
+
+    def hparams(self):
+        return UCBHParams(c=jnp.float32(self.c))
+
+    def init(self, key, obs_spec, action_spec):
+        return _arm_stats_init(self.hparams(), num_actions(action_spec))
+
+    def indices(self, state: ArmStatsState) -> jax.Array:
+        """``[K]`` UCB indices (``inf`` for unpulled arms)."""
+        log_t = jnp.log(jnp.maximum(state.t, 1).astype(jnp.float32))
+        bonus = state.hparams.c * jnp.sqrt(log_t / jnp.maximum(state.counts, 1.0))
+        return jnp.where(state.counts > 0, state.values + bonus, jnp.inf)
+
+    def act(self, key, state, obs):
+        return jnp.argmax(self.indices(state)).astype(jnp.int32), {}
+
+    def update(self, key, state, transition):
+        return update_arm_stats(state, transition.action, _scalar_reward(transition.reward)), {}
+
+
+# -- KL-UCB ------------------------------------------------------------------------
+
+
+def bernoulli_kl(p: jax.Array, q: jax.Array) -> jax.Array:
+    """:math:`\\mathrm{kl}(p, q) = p\\ln\\frac pq + (1-p)\\ln\\frac{1-p}{1-q}` with 0 ln 0 = 0."""
+    p = jnp.asarray(p, jnp.float32)
+    q = jnp.asarray(q, jnp.float32)
+    t1 = jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0) / q), 0.0)
+    t2 = jnp.where(p < 1, (1 - p) * jnp.log(jnp.where(p < 1, 1 - p, 1.0) / (1 - q)), 0.0)
+    return t1 + t2
+
+
+def kl_ucb_index(mean: jax.Array, count: jax.Array, level: jax.Array,
+                 num_iters: int = 8) -> jax.Array:
+    """:math:`\\max\\{q \\in [\\hat\\mu, 1] : N\\,\\mathrm{kl}(\\hat\\mu, q) \\le L\\}`, elementwise.
+
+    Newton's method in :math:`s = -\\ln(1 - q)`, where
+    :math:`f(s) = \\mathrm{kl}(\\hat\\mu, q(s)) - L/N` is convex and increasing
+    (:math:`f'(s) = 1 - \\hat\\mu/q`) and has no singularity at q = 1, started
+    from the smaller of two upper bounds of the root (Pinsker,
+    :math:`q \\le \\hat\\mu + \\sqrt{L/2N}`, and
+    :math:`(1-\\hat\\mu)(\\ln(1-\\hat\\mu) + s) + \\hat\\mu\\ln\\hat\\mu \\le L/N`), so the
+    iterates decrease monotonically to the root. Matches a float64 bisection
+    to 1e-5 (tests/agents/test_bandits.py).
+
+    Args:
+      mean: ``[...]`` empirical means in [0, 1].
+      count: ``[...]`` pull counts > 0.
+      level: ``[...]`` or scalar L >= 0 (e.g. ln t + c ln ln t).
+      num_iters: Newton iterations (static).
+
+    Returns:
+      ``[...]`` indices in [mean, 1].
+    """
+    p = jnp.clip(jnp.asarray(mean, jnp.float32), 0.0, 1.0)
+    n = jnp.maximum(jnp.asarray(count, jnp.float32), 1e-12)
+    target = jnp.broadcast_to(jnp.asarray(level, jnp.float32) / n, p.shape)
+    p_lt1 = jnp.minimum(p, 1.0 - 1e-7)
+    s_p = -jnp.log1p(-p_lt1)
+    plogp = jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0)
+    log1mp = jnp.log1p(-p_lt1)
+    q_pinsker = p + jnp.sqrt(target / 2.0)
+    s_pinsker = jnp.where(q_pinsker < 1.0, -jnp.log1p(-jnp.minimum(q_pinsker, 1.0 - 1e-7)),
+                          jnp.inf)
+    s_tail = (target - plogp) / (1.0 - p_lt1) - log1mp
+    s = jnp.maximum(jnp.minimum(s_pinsker, s_tail), s_p)
+
+    def f_and_df(s):
+        # kl via log1p of the relative gaps: no cancellation when q is near p.
+        q = -jnp.expm1(-s)
+        delta = q - p
+        t1 = jnp.where(p > 0, -p * jnp.log1p(delta / jnp.where(p > 0, p, 1.0)), 0.0)
+        t2 = -(1.0 - p) * jnp.log1p(-delta / (1.0 - p_lt1))
+        return t1 + t2 - target, 1.0 - p / jnp.maximum(q, 1e-30)
+
+    def body(_, s):
+        f, df = f_and_df(s)
+        step = jnp.where(df > 0, f / jnp.where(df > 0, df, 1.0), 0.0)
+        return jnp.maximum(s - jnp.maximum(step, 0.0), s_p)
+
+    s = jax.lax.fori_loop(0, num_iters, body, s)
+    q = -jnp.expm1(-s)
+    return jnp.where(p >= 1.0, 1.0, jnp.clip(q, p, 1.0))
+
+
+@flax.struct.dataclass
+class KLUCBHParams:
+    c: jax.Array
+
+
+@gin.configurable
+class KLUCB(_BanditAgent):
+    """KL-UCB for Bernoulli rewards (Garivier & Cappé 2011, §2, eq. 4).
+
+    Index :math:`\\max\\{q : N_a\\,\\mathrm{kl}(\\hat\\mu_a, q) \\le \\ln t + c\\ln\\ln t\\}`;
+    c = 0 is the variant the paper recommends in practice (§5). Unpulled
+    arms come first.
+
+    Args:
+      c: >= 0 (swept as ``c``).
+      num_iters: Newton iterations for the index (static).
+    """
+
+    def __init__(self, c: float = 0.0, num_iters: int = 8):
+        self.c = check_float("KLUCB.c", c, low=0.0)
+        self.num_iters = int(num_iters)
+
+    def hparams(self):
+        return KLUCBHParams(c=jnp.float32(self.c))
+
+    def init(self, key, obs_spec, action_spec):
+        return _arm_stats_init(self.hparams(), num_actions(action_spec))
+
+    def indices(self, state: ArmStatsState) -> jax.Array:
+        t = jnp.maximum(state.t, 1).astype(jnp.float32)
+        log_t = jnp.log(t)
+        level = log_t + state.hparams.c * jnp.log(jnp.maximum(log_t, 1.0))
+        idx = kl_ucb_index(state.values, jnp.maximum(state.counts, 1.0), level, self.num_iters)
+        return jnp.where(state.counts > 0, idx, jnp.inf)
+
+    def act(self, key, state, obs):
+        return jnp.argmax(self.indices(state)).astype(jnp.int32), {}
+
+    def update(self, key, state, transition):
+        return update_arm_stats(state, transition.action, _scalar_reward(transition.reward)), {}
+
+
+# -- Thompson sampling -------------------------------------------------------------
+
+
+def _prior_vector(name: str, value: Any, k: int) -> np.ndarray:
+    """A scalar or length-K prior parameter as a ``[K]`` array (checked, > 0)."""
+    if np.ndim(value) == 0:
+        v = check_float(name, value, low=0.0, low_open=True)
+        return np.full(k, v, np.float32)
+    vals = check_floats(name, value, length=k)
+    for i, v in enumerate(vals):
+        if not v > 0:
+            raise ConfigError(f"{name}[{i}] must be > 0, got {v}.")
+    return np.asarray(vals, np.float32)
+
+
+@flax.struct.dataclass
+class BetaState:
+    hparams: NoHParams
+    alpha: jax.Array  # [K] prior alpha + successes
+    beta: jax.Array   # [K] prior beta + failures
+    t: jax.Array
+
+
+@gin.configurable
+class ThompsonSampling(_BanditAgent):
+    """Beta–Bernoulli Thompson sampling (Chapelle & Li 2011, Algorithm 2).
+
+    Posterior :math:`\\mathrm{Beta}(\\alpha_a + S_a, \\beta_a + F_a)`; draw
+    :math:`\\theta_a` from each and pull :math:`\\arg\\max_a \\theta_a`. Rewards in
+    [0, 1] update :math:`S_a \\mathrel{+}= r`, :math:`F_a \\mathrel{+}= 1 - r`.
+
+    Args:
+      prior_alpha: scalar or K pseudo-successes > 0 (1: uniform prior; a list
+        is an expert prior, see :mod:`mtrlrec.agents.initial`).
+      prior_beta: scalar or K pseudo-failures > 0.
+      bit_source: random words of the Beta sampler, 'hash' (fast) or
+        'threefry' (``jax.random.bits``), see :func:`sampling.random_bits`.
+    """
+
+    def __init__(self, prior_alpha: Any = 1.0, prior_beta: Any = 1.0,
+                 bit_source: str = "hash"):
+        if bit_source not in ("hash", "threefry"):
+            raise ConfigError(
+                f"ThompsonSampling.bit_source must be 'hash' or 'threefry', got {bit_source!r}."
+            )
+        self.bit_source = bit_source
+        self.prior_alpha = prior_alpha
+        self.prior_beta = prior_beta
+        # Scalars are checked now; lists once K is known (check_compatible).
+        if np.ndim(prior_alpha) == 0:
+            check_float("ThompsonSampling.prior_alpha", prior_alpha, low=0.0, low_open=True)
+        if np.ndim(prior_beta) == 0:
+            check_float("ThompsonSampling.prior_beta", prior_beta, low=0.0, low_open=True)
+
+    def _priors(self, k: int):
+        a = _prior_vector("ThompsonSampling.prior_alpha", self.prior_alpha, k)
+        b = _prior_vector("ThompsonSampling.prior_beta", self.prior_beta, k)
+        return a, b
+
+    def check_compatible(self, obs_spec, action_spec) -> None:
+        super().check_compatible(obs_spec, action_spec)
+        self._priors(num_actions(action_spec))
+
+    def hparams(self):
+        return NoHParams()
+
+    def init(self, key, obs_spec, action_spec):
+        k = num_actions(action_spec)
+        a, b = self._priors(k)
+        return BetaState(self.hparams(), jnp.asarray(a), jnp.asarray(b), jnp.int32(0))
+
+    def act(self, key, state, obs):
+        a, b = self._priors(state.alpha.shape[0])  # static: K is known at trace time
+        shape_ge_one = bool(np.all(a >= 1) and np.all(b >= 1))  # counts only grow
+        theta = sampling.beta(key, state.alpha, state.beta, self.bit_source, shape_ge_one)
+        return jnp.argmax(theta).astype(jnp.int32), {}
+
+    def update(self, key, state, transition):
+        a, r = transition.action, _scalar_reward(transition.reward)
+        return state.replace(alpha=state.alpha.at[a].add(r),
+                             beta=state.beta.at[a].add(1.0 - r), t=state.t + 1), {}
+
+
+@flax.struct.dataclass
+class GaussianTSState:
+    hparams: NoHParams
+    precision: jax.Array  # [K] posterior precision τ_a
+    weighted: jax.Array   # [K] τ_a m_a (precision-weighted mean)
+    t: jax.Array
+
+
+@gin.configurable
+class GaussianThompson(_BanditAgent):
+    """Thompson sampling with a Normal prior and known Gaussian noise.
+
+    Prior :math:`\\mu_a \\sim \\mathcal N(m_0, s_0^2)`, rewards
+    :math:`\\mathcal N(\\mu_a, \\sigma^2)`; posterior precision
+    :math:`\\tau_a = 1/s_0^2 + N_a/\\sigma^2` and mean
+    :math:`m_a = (m_0/s_0^2 + \\sum r/\\sigma^2)/\\tau_a` (Russo et al. 2018, §3).
+
+    Args:
+      prior_mean: m₀.
+      prior_std: s₀ > 0.
+      noise_std: σ > 0.
+    """
+
+    def __init__(self, prior_mean: float = 0.0, prior_std: float = 1.0,
+                 noise_std: float = 1.0):
+        self.prior_mean = check_float("GaussianThompson.prior_mean", prior_mean)
+        self.prior_std = check_float("GaussianThompson.prior_std", prior_std, low=0.0,
+                                     low_open=True)
+        self.noise_std = check_float("GaussianThompson.noise_std", noise_std, low=0.0,
+                                     low_open=True)
+
+    def hparams(self):
+        return NoHParams()
+
+    def init(self, key, obs_spec, action_spec):
+        k = num_actions(action_spec)
+        tau0 = 1.0 / self.prior_std ** 2
+        return GaussianTSState(self.hparams(), jnp.full(k, tau0, jnp.float32),
+                               jnp.full(k, tau0 * self.prior_mean, jnp.float32), jnp.int32(0))
+
+    def act(self, key, state, obs):
+        mean = state.weighted / state.precision
+        theta = mean + jax.random.normal(key, mean.shape) / jnp.sqrt(state.precision)
+        return jnp.argmax(theta).astype(jnp.int32), {}
+
+    def update(self, key, state, transition):
+        a, r = transition.action, _scalar_reward(transition.reward)
+        inv_var = 1.0 / self.noise_std ** 2
+        return state.replace(precision=state.precision.at[a].add(inv_var),
+                             weighted=state.weighted.at[a].add(r * inv_var),
+                             t=state.t + 1), {}
+
+
+# -- softmax / EXP3 / gradient bandit -----------------------------------------------
+
+
+@flax.struct.dataclass
+class SoftmaxHParams:
+    temperature: jax.Array
+
+
+@gin.configurable
+class Softmax(_BanditAgent):
+    """Boltzmann exploration over sample means: :math:`\\pi_a \\propto \\exp(Q_a/\\tau)`.
+
+    Args:
+      temperature: τ > 0 (swept as ``temperature``).
+    """
+
+    def __init__(self, temperature: float = 0.1):
+        self.temperature = check_float("Softmax.temperature", temperature, low=0.0,
+                                       low_open=True)
+
+    def hparams(self):
+        return SoftmaxHParams(jnp.float32(self.temperature))
+
+    def init(self, key, obs_spec, action_spec):
+        return _arm_stats_init(self.hparams(), num_actions(action_spec))
+
+    def act(self, key, state, obs):
+        probs = jax.nn.softmax(state.values / state.hparams.temperature)
+        return _categorical(key, probs), {}
+
+    def update(self, key, state, transition):
+        return update_arm_stats(state, transition.action, _scalar_reward(transition.reward)), {}
+
+
+@flax.struct.dataclass
+class EXP3HParams:
+    gamma: jax.Array
+
+
+@flax.struct.dataclass
+class EXP3State:
+    hparams: EXP3HParams
+    log_weights: jax.Array  # [K]
+    t: jax.Array
+
+
+@gin.configurable
+class EXP3(_BanditAgent):
+    """EXP3 (Auer, Cesa-Bianchi, Freund & Schapire 2002, Fig. 1), rewards in [0, 1].
+
+    :math:`p_a = (1-\\gamma) w_a / \\sum_b w_b + \\gamma / K`;
+    :math:`\\hat x_a = r / p_a` for the pulled arm;
+    :math:`w_a \\leftarrow w_a \\exp(\\gamma \\hat x_a / K)` (kept in log space).
+
+    Args:
+      gamma: γ in (0, 1] (swept as ``gamma``).
+    """
+
+    def __init__(self, gamma: float = 0.1):
+        self.gamma = check_float("EXP3.gamma", gamma, low=0.0, high=1.0, low_open=True)
+
+    def hparams(self):
+        return EXP3HParams(jnp.float32(self.gamma))
+
+    def init(self, key, obs_spec, action_spec):
+        k = num_actions(action_spec)
+        return EXP3State(self.hparams(), jnp.zeros(k, jnp.float32), jnp.int32(0))
+
+    @staticmethod
+    def probs(state: EXP3State) -> jax.Array:
+        g = state.hparams.gamma
+        k = state.log_weights.shape[0]
+        return (1.0 - g) * jax.nn.softmax(state.log_weights) + g / k
+
+    def act(self, key, state, obs):
+        p = self.probs(state)
+        a = _categorical(key, p)
+        return a, {"prob": p[a]}
+
+    def update(self, key, state, transition):
+        a, r = transition.action, _scalar_reward(transition.reward)
+        p = self.probs(state)
+        k = p.shape[0]
+        lw = state.log_weights.at[a].add(state.hparams.gamma * r / (p[a] * k))
+        lw = lw - jnp.max(lw)  # keep the log-weights bounded
+        return state.replace(log_weights=lw, t=state.t + 1), {}
+
+
+@flax.struct.dataclass
+class GradientHParams:
+    step_size: jax.Array
+
+
+@flax.struct.dataclass
+class GradientState:
+    hparams: GradientHParams
+    preferences: jax.Array  # [K] H_a
+    baseline: jax.Array     # average reward so far
+    t: jax.Array
+
+
+@gin.configurable
+class GradientBandit(_BanditAgent):
+    """Gradient bandit (Sutton & Barto 2018, §2.8, eq. 2.12).
+
+    :math:`\\pi = \\mathrm{softmax}(H)`;
+    :math:`H \\leftarrow H + \\alpha (R_t - \\bar R_t)(\\mathbb 1_{A_t} - \\pi)`, where
+    :math:`\\bar R_t` is the average of the rewards before t
+    (:math:`\\bar R_1 = R_1`), or 0 without baseline.
+
+    Args:
+      step_size: α > 0 (swept as ``step_size``).
+      baseline: use the average-reward baseline.
+    """
+
+    def __init__(self, step_size: float = 0.1, baseline: bool = True):
+        self.step_size = check_float("GradientBandit.step_size", step_size, low=0.0,
+                                     low_open=True)
+        self.baseline = bool(baseline)
+
+    def hparams(self):
+        return GradientHParams(jnp.float32(self.step_size))
+
+    def init(self, key, obs_spec, action_spec):
+        k = num_actions(action_spec)
+        return GradientState(self.hparams(), jnp.zeros(k, jnp.float32), jnp.float32(0.0),
+                             jnp.int32(0))
+
+    def act(self, key, state, obs):
+        return _categorical(key, jax.nn.softmax(state.preferences)), {}
+
+    def update(self, key, state, transition):
+        a, r = transition.action, _scalar_reward(transition.reward)
+        pi = jax.nn.softmax(state.preferences)
+        if self.baseline:
+            base = jnp.where(state.t == 0, r, state.baseline)
+        else:
+            base = jnp.float32(0.0)
+        onehot = jax.nn.one_hot(a, pi.shape[0], dtype=jnp.float32)
+        h = state.preferences + state.hparams.step_size * (r - base) * (onehot - pi)
+        t = state.t + 1
+        avg = state.baseline + (r - state.baseline) / t.astype(jnp.float32)
+        return state.replace(preferences=h, baseline=avg, t=t), {}
+
+
+__all__ = [
+    "ArmStatsState", "EXP3", "EpsilonGreedy", "GaussianThompson", "GradientBandit", "KLUCB",
+    "OptimisticGreedy", "Softmax", "ThompsonSampling", "UCB1", "UniformAgent",
+    "argmax_random_tiebreak", "bernoulli_kl", "kl_ucb_index", "update_arm_stats",
+]
