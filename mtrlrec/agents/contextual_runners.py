@@ -1,0 +1,318 @@
+r"""Runners of the contextual-bandit, ads and pricing experiments.
+
+:func:`run_contextual` is a block-structured variant of the online loop
+(:mod:`mtrlrec.train.loop`) for agents that learn periodically: it scans
+blocks of ``learn_every`` steps and calls ``agent.learn`` between blocks
+*unconditionally*, instead of a ``lax.cond`` on a per-seed step counter
+(under ``vmap`` that ``cond`` becomes a ``select`` and would train every step).
+Keys follow the loop's convention, so for agents without ``learn`` the
+results equal :func:`mtrlrec.train.loop.run` with ``log_every = block``.
+The whole run — every seed and every environment-parameter point (e.g. the
+five δ of the wheel bandit) — is one compiled call::
+
+    jit(vmap_params(vmap_seeds(scan_blocks(scan_steps(step); learn))))
+
+Runners (``Experiment.runner = @WheelRunner()`` etc.):
+
+* :class:`WheelRunner`: the wheel-bandit table of Riquelme et al. (ICLR 2018):
+  cumulative regret at T normalised by the uniform policy's, in percent.
+  The uniform policy's expected regret is exact
+  (:func:`mtrlrec.envs.contextual.wheel_uniform_regret`), so the normaliser
+  has no sampling error.
+* :class:`AdsRunner`: CTR, CVR, conversions per impression, regret.
+* :class:`PricingRunner`: revenue regret against the documented optimum
+  (segment-aware, context-free, and budget-constrained LP), spend.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mtrlrec.core.agent import Agent
+from mtrlrec.core.env import Environment
+from mtrlrec.core.errors import ConfigError, check_int
+from mtrlrec.core.types import Transition
+from mtrlrec.envs.contextual import WheelBandit, check_wheel_delta, wheel_uniform_regret
+
+
+def _scalars(prefix, d):
+    out = {}
+    for k, v in d.items():
+        if k == "final_observation":
+            continue
+        v = jnp.asarray(v)
+        if v.ndim == 0 and (jnp.issubdtype(v.dtype, jnp.number) or v.dtype == jnp.bool_):
+            out[prefix + k] = v.astype(jnp.float32)
+    return out
+
+
+def run_contextual(env: Environment, agent: Agent, *, num_steps: int, num_seeds: int,
+                   seed: int = 0, env_params: Any = None, params_batched: bool = False,
+                   block: int | None = None) -> dict[str, np.ndarray]:
+    """Runs ``agent`` on ``env``; returns per-block sums of every scalar metric.
+
+    Args:
+      env: the environment.
+      agent: the agent; if it has ``learn_every``/``observe``/``learn`` (the
+        neural agents) blocks are ``learn_every`` long and ``learn`` runs
+        after each block.
+      num_steps: steps per seed, a multiple of the block length.
+      num_seeds: independent runs (vmapped).
+      seed: base seed; seed i uses ``fold_in(PRNGKey(seed), i)``.
+      env_params: params (default ``env.default_params()``); with
+        ``params_batched`` every leaf has a leading ``[P]`` axis of parameter
+        points run side by side (common random numbers across points).
+      block: block length for agents that do not learn periodically
+        (default: ``num_steps // 50`` or the largest divisor below it).
+
+    Returns:
+      name -> ``[S, B]`` (or ``[P, S, B]``) sums over each block of ``B``
+      blocks, plus ``'_block'`` (the block length), ``'_compile_seconds'`` and
+      ``'_seconds'`` (execution after compilation).
+    """
+    num_steps = check_int("num_steps", num_steps, min_value=1)
+    num_seeds = check_int("num_seeds (--seeds)", num_seeds, min_value=1)
+    learn = hasattr(agent, "learn") and hasattr(agent, "learn_every")
+    if learn:
+        block = agent.learn_every
+    elif block is None:
+        block = max(d for d in range(1, max(num_steps // 50, 1) + 1) if num_steps % d == 0)
+    if num_steps % block:
+        raise ConfigError(
+            f"num_steps={num_steps} must be a multiple of the block length {block} "
+            f"(the agent's train_every).")
+    num_blocks = num_steps // block
+    if env_params is None:
+        env_params = env.default_params()
+    if not params_batched:
+        env.check_params(env_params)
+    agent.check_compatible(env.observation_spec(env_params), env.action_spec(env_params))
+
+    def one_run(key, params):
+        k_env, k_agent, k_loop = jax.random.split(key, 3)
+        obs, es = env.reset(k_env, params)
+        ast = agent.init(k_agent, env.observation_spec(params), env.action_spec(params))
+
+        def step(carry, _):
+            es, ast, obs, key = carry
+            key, k_act, k_env, k_upd = jax.random.split(key, 4)
+            action, act_info = agent.act(k_act, ast, obs)
+            obs2, es2, reward, term, trunc, info = env.step(k_env, es, action, params)
+            tr = Transition(obs, action, reward, obs2, term, trunc, act_info, info)
+            if learn:
+                ast2, am = agent.observe(k_upd, ast, tr), {}
+            else:
+                ast2, am = agent.update(k_upd, ast, tr)
+            m = _scalars("", info)
+            r = jnp.asarray(reward, jnp.float32)
+            if r.ndim == 0:
+                m["reward"] = r
+            else:
+                for i, n in enumerate(env.reward_names):
+                    m[f"reward/{n}"] = r[i]
+            m.update(_scalars("agent/", am))
+            return (es2, ast2, obs2, key), m
+
+        def block_fn(carry, _):
+            carry, m = jax.lax.scan(step, carry, None, length=block)
+            if learn:
+                es, ast, obs, key = carry
+                key, k_learn = jax.random.split(key)
+                carry = (es, agent.learn(k_learn, ast), obs, key)
+            return carry, {k: jnp.sum(v) for k, v in m.items()}
+
+        _, sums = jax.lax.scan(block_fn, (es, ast, obs, k_loop), None, length=num_blocks)
+        return sums
+
+    base = jax.random.PRNGKey(seed)
+    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(num_seeds))
+    fn = jax.vmap(one_run, in_axes=(0, None))
+    if params_batched:
+        fn = jax.vmap(fn, in_axes=(None, 0))
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(keys, env_params).compile()
+    t1 = time.perf_counter()
+    out = jax.device_get(compiled(keys, env_params))
+    out = {k: np.asarray(v) for k, v in out.items()}
+    out["_block"] = np.asarray(block)
+    out["_compile_seconds"] = np.asarray(t1 - t0)
+    out["_seconds"] = np.asarray(time.perf_counter() - t1)
+    return out
+
+
+def _result(**kw):
+    from mtrlrec.train.result import Result
+
+    return Result(**kw)
+
+
+def _log_curves(ctx, steps, curves):
+    """Writes the seed-mean of each curve ``[S, L]`` at every x of ``steps``."""
+    if ctx is None or getattr(ctx, "writer", None) is None:
+        return
+    for i, s in enumerate(steps):
+        ctx.writer.scalars(int(s), {k: float(np.mean(v[..., i])) for k, v in curves.items()})
+
+
+# --------------------------------------------------------------------------
+# Wheel bandit
+# --------------------------------------------------------------------------
+
+
+@gin.configurable
+class WheelRunner:
+    """Normalised cumulative regret on the wheel bandit for several δ at once.
+
+    ``final['normalized_regret/<δ>']`` ``[S]`` is
+    :math:`100 \\cdot R_T / (T\\,\\bar\\rho_U(\\delta))`, where
+    :math:`\\bar\\rho_U` is the uniform policy's exact expected regret per
+    round, so the uniform policy scores 100 in expectation (the paper's scale).
+
+    Args:
+      agent: the agent.
+      deltas: δ values, each in (0, 1).
+      num_steps: horizon T.
+      block: curve resolution for agents without periodic learning.
+      env: an optional configured ``WheelBandit`` (its δ is replaced by ``deltas``).
+    """
+
+    def __init__(self, agent: Agent = gin.REQUIRED,
+                 deltas: Sequence[float] = (0.5, 0.7, 0.9, 0.95, 0.99),
+                 num_steps: int = 5000, block: int | None = None,
+                 env: WheelBandit | None = None):
+        self.agent = agent
+        if isinstance(deltas, (int, float)):
+            deltas = [deltas]
+        self.deltas = tuple(check_wheel_delta(f"WheelRunner.deltas[{i}]", d)
+                            for i, d in enumerate(deltas))
+        if not self.deltas:
+            raise ConfigError("WheelRunner.deltas must not be empty.")
+        self.num_steps = check_int("WheelRunner.num_steps", num_steps, min_value=1)
+        self.block = block
+        self.env = env if env is not None else WheelBandit()
+
+    def __call__(self, ctx) -> Any:
+        p = self.env.default_params()
+        deltas = np.asarray(self.deltas, np.float32)
+        params = jax.tree.map(lambda a: jnp.broadcast_to(a, (len(deltas),)), p)
+        params = params.replace(delta=jnp.asarray(deltas))
+        out = run_contextual(self.env, self.agent, num_steps=self.num_steps,
+                             num_seeds=ctx.num_seeds, seed=ctx.seed, env_params=params,
+                             params_batched=True, block=self.block)
+        block = int(out["_block"])
+        cum = np.cumsum(out["regret"], axis=-1)  # [P, S, B]
+        steps = (np.arange(cum.shape[-1]) + 1) * block
+        u = wheel_uniform_regret(deltas, float(p.mu_1), float(p.mu_2), float(p.mu_3))
+        final, curves = {}, {}
+        for i, d in enumerate(self.deltas):
+            key = f"normalized_regret/{d:g}"
+            curves[key] = 100.0 * cum[i] / (steps[None, :] * u[i])
+            final[key] = curves[key][:, -1]
+            final[f"cumulative_regret/{d:g}"] = cum[i][:, -1]
+        final["seconds"] = np.full(ctx.num_seeds, float(out["_seconds"]))
+        _log_curves(ctx, steps, curves)
+        return _result(final=final, curves=curves, steps=steps,
+                       primary=f"normalized_regret/{self.deltas[0]:g}")
+
+
+# --------------------------------------------------------------------------
+# Ads and pricing
+# --------------------------------------------------------------------------
+
+
+@gin.configurable
+class AdsRunner:
+    """Runs an agent on an ads environment; reports CTR, CVR and conversions.
+
+    ``final``: ``ctr`` (clicks / impressions), ``cvr`` (conversions / clicks),
+    ``conversions`` (per impression), ``expected_ctr`` and
+    ``expected_conversions`` (the same from the model's probabilities, lower
+    variance), and ``regret`` (cumulative, for the env's objective weights).
+
+    Args:
+      env: an ads environment (``AdPlacement``).
+      agent: the agent.
+      num_steps: impressions per seed.
+    """
+
+    def __init__(self, env: Environment = gin.REQUIRED, agent: Agent = gin.REQUIRED,
+                 num_steps: int = 10_000):
+        self.env, self.agent = env, agent
+        self.num_steps = check_int("AdsRunner.num_steps", num_steps, min_value=1)
+
+    def __call__(self, ctx) -> Any:
+        out = run_contextual(self.env, self.agent, num_steps=self.num_steps,
+                             num_seeds=ctx.num_seeds, seed=ctx.seed)
+        t = self.num_steps
+        clicks = out["click"].sum(-1)
+        conv = out["conversion"].sum(-1)
+        block = int(out["_block"])
+        steps = (np.arange(out["regret"].shape[-1]) + 1) * block
+        curves = {"cumulative_regret": np.cumsum(out["regret"], -1),
+                  "ctr": out["click"] / block, "conversions": out["conversion"] / block}
+        final = {
+            "ctr": clicks / t,
+            "cvr": conv / np.maximum(clicks, 1.0),
+            "conversions": conv / t,
+            "expected_ctr": out["expected_click"].sum(-1) / t,
+            "expected_conversions": out["expected_conversion"].sum(-1) / t,
+            "regret": out["regret"].sum(-1),
+        }
+        _log_curves(ctx, steps, curves)
+        return _result(final=final, curves=curves, steps=steps, primary="cumulative_regret")
+
+
+@gin.configurable
+class PricingRunner:
+    """Runs an agent on ``DynamicPricing``; reports revenue regret and spend.
+
+    ``final``: ``regret`` (cumulative, vs the segment-aware optimum V*),
+    ``revenue`` (expected margin per round), ``spend`` (expected discount
+    spend per round), ``pooled_regret`` (:math:`T V_0 - \\sum_t R`, vs the best
+    single arm), and with a budget ``constrained_regret``
+    (:math:`T V^*_b - \\sum_t R`) and ``budget_violation``
+    (spend per round minus b).
+
+    Args:
+      env: a ``DynamicPricing`` environment.
+      agent: the agent.
+      num_steps: rounds per seed.
+    """
+
+    def __init__(self, env: Environment = gin.REQUIRED, agent: Agent = gin.REQUIRED,
+                 num_steps: int = 10_000):
+        self.env, self.agent = env, agent
+        self.num_steps = check_int("PricingRunner.num_steps", num_steps, min_value=1)
+        if not hasattr(env, "optimum"):
+            raise ConfigError(f"PricingRunner.env must be a DynamicPricing env, got {env}.")
+
+    def __call__(self, ctx) -> Any:
+        out = run_contextual(self.env, self.agent, num_steps=self.num_steps,
+                             num_seeds=ctx.num_seeds, seed=ctx.seed)
+        opt = self.env.optimum()
+        t = self.num_steps
+        rev = out["expected_revenue"].sum(-1)
+        spend = out["expected_spend"].sum(-1)
+        block = int(out["_block"])
+        steps = (np.arange(out["regret"].shape[-1]) + 1) * block
+        curves = {"cumulative_regret": np.cumsum(out["regret"], -1)}
+        final = {
+            "regret": out["regret"].sum(-1),
+            "revenue": rev / t,
+            "spend": spend / t,
+            "pooled_regret": t * opt["pooled_value"] - rev,
+            "infeasible": out["infeasible"].sum(-1) / t,
+        }
+        if "constrained_value" in opt:
+            final["constrained_regret"] = t * opt["constrained_value"] - rev
+            final["budget_violation"] = spend / t - self.env.max_discount_spend
+        if "agent/lambda" in out:
+            final["lambda"] = out["agent/lambda"][..., -1] / block
+        _log_curves(ctx, steps, curves)
+        return _result(final=final, curves=curves, steps=steps, primary="cumulative_regret")

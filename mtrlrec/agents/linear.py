@@ -1,0 +1,656 @@
+r"""Linear and neural-linear contextual bandit agents.
+
+All agents read the observation as a context vector ``x`` of shape ``[d]``
+(``Box`` spec) and pick one of ``K`` arms. Each keeps one model per arm
+("disjoint" models, Li et al. 2010 §3.1) and updates the pulled arm's model
+with a rank-one step, so an update costs :math:`O(d^2)`:
+
+* :class:`LinUCB` (Li, Chu, Langford & Schapire, WWW 2010, Algorithm 1):
+  :math:`A_a = \lambda I + \sum x x^\top`, :math:`b_a = \sum r x`,
+  :math:`\hat\theta_a = A_a^{-1} b_a`, and the arm maximising
+  :math:`\hat\theta_a^\top x + \alpha \sqrt{x^\top A_a^{-1} x}`.
+  :math:`A_a^{-1}` is kept up to date with the Sherman–Morrison identity
+  :math:`(A + xx^\top)^{-1} = A^{-1} - \frac{A^{-1}x x^\top A^{-1}}{1 + x^\top A^{-1} x}`.
+* :class:`LinTS` ("LinFullPost", Riquelme, Tucker & Snoek, ICLR 2018, §3
+  "Linear methods"): Bayesian linear regression with a normal-inverse-gamma
+  prior :math:`\sigma^2 \sim IG(a_0, b_0)`,
+  :math:`\beta \mid \sigma^2 \sim N(0, \sigma^2 \Lambda_0^{-1})`,
+  :math:`\Lambda_0 = \lambda I`. After :math:`n_a` pulls of arm :math:`a`:
+  :math:`\Lambda_a = \Lambda_0 + X^\top X`, :math:`\mu_a = \Lambda_a^{-1} X^\top y`,
+  :math:`a_a = a_0 + n_a/2`, :math:`b_a = b_0 + \tfrac12(y^\top y - \mu_a^\top \Lambda_a \mu_a)`.
+  Thompson sampling draws :math:`\sigma_a^2 \sim IG(a_a, b_a)`,
+  :math:`\beta_a \sim N(\mu_a, \sigma_a^2 \Lambda_a^{-1})` and plays
+  :math:`\arg\max_a \beta_a^\top x`. The Cholesky factor :math:`L_a L_a^\top = \Lambda_a`
+  is updated in :math:`O(d^2)` (:func:`cholesky_rank1_update`), so both the mean
+  (two triangular solves) and the sample :math:`\mu_a + \sigma_a L_a^{-\top} z` cost
+  :math:`O(d^2)` per arm.
+* :class:`NeuralLinear` (Riquelme et al. 2018, §3 "Neural linear"): an MLP
+  :math:`g_\phi(x) \in \mathbb{R}^h` with a linear head per arm is trained by
+  regression on the observed rewards every ``train_every`` steps (optax); the
+  agent acts by Thompson sampling from the NIG posterior of a Bayesian linear
+  regression on the last hidden layer :math:`z = g_\phi(x)`, rebuilt from the
+  whole buffer after each training phase (the features change) and updated
+  rank-one in between.
+* :class:`NeuralEpsilonGreedy`: the same network, acting ε-greedily on its
+  predicted rewards (Riquelme et al. 2018 use it as a baseline).
+
+Deep agents keep a buffer of ``buffer_size`` transitions in their state. They
+expose ``observe`` (the per-step O(d²) update), ``learn`` (the periodic
+training) and ``learn_every``; ``update`` = ``observe`` then
+``lax.cond(t % learn_every == 0, learn)``. Under ``vmap`` with a batched step
+counter ``lax.cond`` becomes a ``select`` that runs ``learn`` every step, so
+:func:`mtrlrec.agents.contextual_runners.run_contextual` instead scans blocks of
+``learn_every`` steps and calls ``learn`` between them.
+
+Vector rewards (several objectives) are scalarised with ``reward_weights``;
+:mod:`mtrlrec.agents.multiobjective` keeps one model per objective instead.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import flax.struct
+import gin
+import jax
+import jax.numpy as jnp
+import optax
+
+from mtrlrec.core.agent import Agent
+from mtrlrec.core.errors import ConfigError, check_float, check_floats, check_int
+from mtrlrec.core.spaces import Box, num_actions
+
+
+# --------------------------------------------------------------------------
+# Linear algebra helpers (pure, vmappable)
+# --------------------------------------------------------------------------
+
+
+def sherman_morrison(a_inv: jax.Array, x: jax.Array) -> jax.Array:
+    r"""Rank-one update of an inverse: :math:`(A + xx^\top)^{-1}` from :math:`A^{-1}` ``[p, p]``."""
+    ax = a_inv @ x
+    return a_inv - jnp.outer(ax, ax) / (1.0 + x @ ax)
+
+
+def cholesky_rank1_update(chol: jax.Array, x: jax.Array) -> jax.Array:
+    r"""Lower Cholesky factor of :math:`LL^\top + xx^\top` in :math:`O(p^2)`.
+
+    The classical rotation algorithm (Golub & Van Loan, *Matrix
+    Computations*, §6.5.4): for each column k, a Givens-like rotation mixes
+    column k of L with the running vector x.
+
+    Args:
+      chol: ``[p, p]`` lower-triangular L with positive diagonal.
+      x: ``[p]`` update vector.
+
+    Returns:
+      ``[p, p]`` lower-triangular L'.
+    """
+    p = x.shape[0]
+    idx = jnp.arange(p)
+
+    def body(k, carry):
+        L, v = carry
+        lkk = L[k, k]
+        vk = v[k]
+        r = jnp.sqrt(lkk * lkk + vk * vk)
+        c = r / lkk
+        s = vk / lkk
+        col = L[:, k]
+        below = idx > k
+        new_col = jnp.where(below, (col + s * v) / c, jnp.where(idx == k, r, col))
+        v = jnp.where(below, c * v - s * new_col, v)
+        return L.at[:, k].set(new_col), v
+
+    L, _ = jax.lax.fori_loop(0, p, body, (chol, x))
+    return L
+
+
+def _tri_solve(chol, b, trans):
+    return jax.scipy.linalg.solve_triangular(chol, b, lower=True, trans=trans)
+
+
+def _cho_solve(chol: jax.Array, b: jax.Array) -> jax.Array:
+    r""":math:`(LL^\top)^{-1} b` by two triangular solves."""
+    return _tri_solve(chol, _tri_solve(chol, b, 0), 1)
+
+
+def argmax_random_tiebreak(key: jax.Array, values: jax.Array) -> jax.Array:
+    """Index of a maximum of ``values`` ``[K]``, ties broken uniformly."""
+    ties = values >= jnp.max(values)
+    noise = jax.random.uniform(key, values.shape)
+    return jnp.argmax(jnp.where(ties, noise, -1.0)).astype(jnp.int32)
+
+
+def scalar_reward(reward: jax.Array, weights: tuple[float, ...] | None, owner: str) -> jax.Array:
+    """``reward`` as a float32 scalar; vector rewards are weighted by ``weights``."""
+    reward = jnp.asarray(reward, jnp.float32)
+    if reward.ndim == 0:
+        return reward
+    if weights is None:
+        raise ConfigError(
+            f"{owner} received a vector reward with {reward.shape[-1]} components; set "
+            f"{owner}.reward_weights (one weight per component) or use a multi-objective agent."
+        )
+    if len(weights) != reward.shape[-1]:
+        raise ConfigError(
+            f"{owner}.reward_weights has {len(weights)} entries but the reward has "
+            f"{reward.shape[-1]} components."
+        )
+    return jnp.dot(jnp.asarray(weights, jnp.float32), reward)
+
+
+def context_dim(obs_spec: Any, owner: str) -> int:
+    """The context dimension d of a ``Box`` observation spec of shape ``[d]``."""
+    if not isinstance(obs_spec, Box) or len(tuple(obs_spec.shape)) != 1:
+        raise ConfigError(
+            f"{owner} needs a context vector observation (Box of shape [d]), got {obs_spec}."
+        )
+    return int(obs_spec.shape[0])
+
+
+def _check_weights(owner: str, weights):
+    if weights is None:
+        return None
+    return check_floats(f"{owner}.reward_weights", weights)
+
+
+def _features(x: jax.Array, fit_intercept: bool) -> jax.Array:
+    x = jnp.asarray(x, jnp.float32).reshape(-1)
+    if fit_intercept:
+        x = jnp.concatenate([x, jnp.ones((1,), jnp.float32)])
+    return x
+
+
+# --------------------------------------------------------------------------
+# LinUCB
+# --------------------------------------------------------------------------
+
+
+@flax.struct.dataclass
+class LinUCBHParams:
+    alpha: jax.Array  # [] width of the confidence bonus
+
+
+@flax.struct.dataclass
+class LinUCBState:
+    hparams: LinUCBHParams
+    a_inv: jax.Array  # [K, p, p] inverse design matrices
+    b: jax.Array  # [K, p] reward-weighted feature sums
+    t: jax.Array
+
+
+@gin.configurable
+class LinUCB(Agent):
+    r"""Disjoint LinUCB (Li et al., WWW 2010, Algorithm 1).
+
+    Args:
+      alpha: bonus width α >= 0 (swept as ``hparams.alpha``).
+      regularization: ridge λ > 0 (:math:`A_a = \lambda I` initially).
+      fit_intercept: append a constant 1 to the context.
+      reward_weights: scalarisation of vector rewards (one weight per component).
+    """
+
+    def __init__(self, alpha: float = 1.0, regularization: float = 1.0,
+                 fit_intercept: bool = True,
+                 reward_weights: Sequence[float] | None = None):
+        self.alpha = check_float("LinUCB.alpha", alpha, low=0.0)
+        self.regularization = check_float("LinUCB.regularization", regularization,
+                                          low=0.0, low_open=True)
+        self.fit_intercept = bool(fit_intercept)
+        self.reward_weights = _check_weights("LinUCB", reward_weights)
+
+    def hparams(self):
+        return LinUCBHParams(alpha=jnp.float32(self.alpha))
+
+    def check_compatible(self, obs_spec, action_spec):
+        context_dim(obs_spec, "LinUCB")
+        num_actions(action_spec)
+
+    def init(self, key, obs_spec, action_spec):
+        d = context_dim(obs_spec, "LinUCB") + int(self.fit_intercept)
+        k = num_actions(action_spec)
+        eye = jnp.eye(d, dtype=jnp.float32) / self.regularization
+        return LinUCBState(
+            hparams=self.hparams(),
+            a_inv=jnp.broadcast_to(eye, (k, d, d)),
+            b=jnp.zeros((k, d), jnp.float32),
+            t=jnp.int32(0),
+        )
+
+    def scores(self, state: LinUCBState, obs) -> jax.Array:
+        r"""Upper confidence bounds ``[K]``: :math:`\hat\theta_a^\top x + \alpha\sqrt{x^\top A_a^{-1}x}`."""
+        x = _features(obs, self.fit_intercept)
+        ax = jnp.einsum("kij,j->ki", state.a_inv, x)  # [K, p]
+        theta_x = jnp.einsum("ki,ki->k", ax, state.b)  # x^T A^-1 b (A^-1 symmetric)
+        width = jnp.sqrt(jnp.maximum(ax @ x, 0.0))
+        return theta_x + state.hparams.alpha * width
+
+    def act(self, key, state, obs):
+        return argmax_random_tiebreak(key, self.scores(state, obs)), {}
+
+    def update(self, key, state, transition):
+        x = _features(transition.obs, self.fit_intercept)
+        r = scalar_reward(transition.reward, self.reward_weights, "LinUCB")
+        a = transition.action
+        a_inv = state.a_inv.at[a].set(sherman_morrison(state.a_inv[a], x))
+        b = state.b.at[a].add(r * x)
+        return state.replace(a_inv=a_inv, b=b, t=state.t + 1), {}
+
+
+# --------------------------------------------------------------------------
+# Normal-inverse-gamma posterior shared by LinTS and NeuralLinear
+# --------------------------------------------------------------------------
+
+
+@flax.struct.dataclass
+class NIGPosterior:
+    """Sufficient statistics of K per-arm NIG regressions (Riquelme et al. 2018, §3)."""
+
+    chol: jax.Array  # [K, p, p] lower Cholesky factor of the precision Λ_a
+    xy: jax.Array  # [K, p] X^T y
+    yy: jax.Array  # [K] y^T y
+    n: jax.Array  # [K] observations
+
+
+def nig_prior(num_arms: int, dim: int, lambda_prior: float) -> NIGPosterior:
+    """The prior :math:`\\Lambda_0 = \\lambda I`, no data."""
+    chol = jnp.eye(dim, dtype=jnp.float32) * jnp.sqrt(jnp.float32(lambda_prior))
+    return NIGPosterior(
+        chol=jnp.broadcast_to(chol, (num_arms, dim, dim)),
+        xy=jnp.zeros((num_arms, dim), jnp.float32),
+        yy=jnp.zeros((num_arms,), jnp.float32),
+        n=jnp.zeros((num_arms,), jnp.float32),
+    )
+
+
+def nig_observe(post: NIGPosterior, arm: jax.Array, z: jax.Array, r: jax.Array) -> NIGPosterior:
+    """Adds one observation ``(z [p], r [])`` to arm ``arm`` in :math:`O(p^2)`."""
+    chol = post.chol.at[arm].set(cholesky_rank1_update(post.chol[arm], z))
+    return NIGPosterior(
+        chol=chol,
+        xy=post.xy.at[arm].add(r * z),
+        yy=post.yy.at[arm].add(r * r),
+        n=post.n.at[arm].add(1.0),
+    )
+
+
+def nig_from_data(z: jax.Array, arms: jax.Array, r: jax.Array, valid: jax.Array,
+                  num_arms: int, lambda_prior: float) -> NIGPosterior:
+    r"""Posterior statistics from a buffer: ``z [N, p]``, ``arms [N]``, ``r [N]``, ``valid [N]``.
+
+    :math:`\Lambda_a = \lambda I + \sum_{n: a_n = a} z_n z_n^\top` (K masked
+    Gram products, :math:`O(K N p^2)`), then a Cholesky factorisation per arm.
+    """
+    onehot = jax.nn.one_hot(arms, num_arms, dtype=jnp.float32) * valid[:, None]  # [N, K]
+    gram = jnp.einsum("nk,ni,nj->kij", onehot, z, z)  # K matmuls, no [N, p, p] temporary
+    p = z.shape[1]
+    prec = gram + lambda_prior * jnp.eye(p, dtype=jnp.float32)
+    return NIGPosterior(
+        chol=jnp.linalg.cholesky(prec),
+        xy=jnp.einsum("nk,ni->ki", onehot * r[:, None], z),
+        yy=onehot.T @ (r * r),
+        n=jnp.sum(onehot, axis=0),
+    )
+
+
+def nig_sample_values(key: jax.Array, post: NIGPosterior, z: jax.Array, a0: jax.Array,
+                      b0: jax.Array) -> jax.Array:
+    r"""Thompson samples :math:`\beta_a^\top z` for every arm, ``[K]``.
+
+    :math:`\sigma_a^2 = b_a / G`, :math:`G \sim \mathrm{Gamma}(a_a)` (i.e.
+    :math:`IG(a_a, b_a)`), :math:`\beta_a = \mu_a + \sigma_a L_a^{-\top}\epsilon`.
+    """
+    k_g, k_z = jax.random.split(key)
+    num_arms, p = post.xy.shape
+    mu = jax.vmap(_cho_solve)(post.chol, post.xy)  # [K, p]
+    a = a0 + 0.5 * post.n
+    b = b0 + 0.5 * (post.yy - jnp.einsum("ki,ki->k", post.xy, mu))
+    b = jnp.maximum(b, 1e-6 * b0)
+    sigma2 = b / jax.random.gamma(k_g, a)
+    eps = jax.random.normal(k_z, (num_arms, p), jnp.float32)
+    noise = jax.vmap(lambda L, e: _tri_solve(L, e, 1))(post.chol, eps)  # L^-T eps
+    beta = mu + jnp.sqrt(sigma2)[:, None] * noise
+    return beta @ z
+
+
+def nig_mean_values(post: NIGPosterior, z: jax.Array) -> jax.Array:
+    """Posterior-mean predictions ``[K]``."""
+    mu = jax.vmap(_cho_solve)(post.chol, post.xy)
+    return mu @ z
+
+
+def _round_robin(state_t, initial_pulls: int, num_arms: int, action):
+    """Plays arm ``t mod K`` during the first ``initial_pulls * K`` steps."""
+    forced = state_t < initial_pulls * num_arms
+    return jnp.where(forced, (state_t % num_arms).astype(jnp.int32), action)
+
+
+# --------------------------------------------------------------------------
+# LinTS (LinFullPost)
+# --------------------------------------------------------------------------
+
+
+@flax.struct.dataclass
+class NIGHParams:
+    a0: jax.Array  # [] prior shape of σ²
+    b0: jax.Array  # [] prior scale of σ²
+
+
+@flax.struct.dataclass
+class LinTSState:
+    hparams: NIGHParams
+    post: NIGPosterior
+    t: jax.Array
+
+
+def _check_nig(owner, a0, b0, lambda_prior, initial_pulls):
+    return (
+        check_float(f"{owner}.a0", a0, low=0.0, low_open=True),
+        check_float(f"{owner}.b0", b0, low=0.0, low_open=True),
+        check_float(f"{owner}.lambda_prior", lambda_prior, low=0.0, low_open=True),
+        check_int(f"{owner}.initial_pulls", initial_pulls, min_value=0),
+    )
+
+
+@gin.configurable
+class LinTS(Agent):
+    r"""Linear Thompson sampling with a NIG posterior ("LinFullPost").
+
+    Defaults ``a0 = b0 = 6``, ``lambda_prior = 0.25``, ``initial_pulls = 2``
+    are those of the ``LinFullPost`` configuration in the authors' released
+    code (tensorflow/models, ``research/deep_contextual_bandits/example_main.py``).
+
+    Args:
+      a0, b0: prior of the noise variance, :math:`\sigma^2 \sim IG(a_0, b_0)`;
+        > 0 (swept as ``hparams.a0``/``hparams.b0``).
+      lambda_prior: prior precision λ > 0 of the weights.
+      initial_pulls: round-robin pulls of every arm before sampling.
+      fit_intercept: append a constant 1 to the context.
+      reward_weights: scalarisation of vector rewards.
+    """
+
+    def __init__(self, a0: float = 6.0, b0: float = 6.0, lambda_prior: float = 0.25,
+                 initial_pulls: int = 2, fit_intercept: bool = False,
+                 reward_weights: Sequence[float] | None = None):
+        self.a0, self.b0, self.lambda_prior, self.initial_pulls = _check_nig(
+            "LinTS", a0, b0, lambda_prior, initial_pulls)
+        self.fit_intercept = bool(fit_intercept)
+        self.reward_weights = _check_weights("LinTS", reward_weights)
+
+    def hparams(self):
+        return NIGHParams(a0=jnp.float32(self.a0), b0=jnp.float32(self.b0))
+
+    def check_compatible(self, obs_spec, action_spec):
+        context_dim(obs_spec, "LinTS")
+        num_actions(action_spec)
+
+    def init(self, key, obs_spec, action_spec):
+        d = context_dim(obs_spec, "LinTS") + int(self.fit_intercept)
+        k = num_actions(action_spec)
+        return LinTSState(self.hparams(), nig_prior(k, d, self.lambda_prior), jnp.int32(0))
+
+    def act(self, key, state, obs):
+        k_s, k_t = jax.random.split(key)
+        x = _features(obs, self.fit_intercept)
+        values = nig_sample_values(k_s, state.post, x, state.hparams.a0, state.hparams.b0)
+        action = argmax_random_tiebreak(k_t, values)
+        return _round_robin(state.t, self.initial_pulls, values.shape[0], action), {}
+
+    def update(self, key, state, transition):
+        x = _features(transition.obs, self.fit_intercept)
+        r = scalar_reward(transition.reward, self.reward_weights, "LinTS")
+        post = nig_observe(state.post, transition.action, x, r)
+        return state.replace(post=post, t=state.t + 1), {}
+
+
+# --------------------------------------------------------------------------
+# Neural agents
+# --------------------------------------------------------------------------
+
+
+class BanditMLP(nn.Module):
+    """MLP torso with a linear head per arm: returns ``(z [h], values [K])``."""
+
+    hidden_sizes: tuple[int, ...]
+    num_arms: int
+
+    @nn.compact
+    def __call__(self, x):
+        z = x
+        for h in self.hidden_sizes:
+            z = nn.relu(nn.Dense(h)(z))
+        return z, nn.Dense(self.num_arms)(z)
+
+
+@flax.struct.dataclass
+class Buffer:
+    contexts: jax.Array  # [N, d]
+    actions: jax.Array  # [N]
+    rewards: jax.Array  # [N]
+    size: jax.Array  # [] number of valid rows (<= N)
+    pos: jax.Array  # [] next write position
+
+
+def _buffer_add(buf: Buffer, x, a, r) -> Buffer:
+    n = buf.actions.shape[0]
+    return Buffer(
+        contexts=buf.contexts.at[buf.pos].set(x),
+        actions=buf.actions.at[buf.pos].set(a),
+        rewards=buf.rewards.at[buf.pos].set(r),
+        size=jnp.minimum(buf.size + 1, n),
+        pos=(buf.pos + 1) % n,
+    )
+
+
+@flax.struct.dataclass
+class NeuralHParams:
+    a0: jax.Array
+    b0: jax.Array
+    epsilon: jax.Array
+
+
+@flax.struct.dataclass
+class NeuralState:
+    hparams: NeuralHParams
+    params: Any
+    opt_state: Any
+    buffer: Buffer
+    post: NIGPosterior  # last-layer posterior (NeuralLinear only; unused by ε-greedy)
+    t: jax.Array
+
+
+class _NeuralBase(Agent):
+    """Network, buffer and periodic training shared by the neural agents."""
+
+    _owner = "NeuralLinear"
+    uses_posterior = True
+
+    def __init__(self, hidden_sizes, learning_rate, train_every, train_steps, batch_size,
+                 buffer_size, initial_pulls, reward_weights, a0=6.0, b0=6.0,
+                 lambda_prior=0.25, epsilon=0.0):
+        o = self._owner
+        hidden_sizes = tuple(hidden_sizes)
+        if not hidden_sizes:
+            raise ConfigError(f"{o}.hidden_sizes must have at least one layer.")
+        self.hidden_sizes = tuple(
+            check_int(f"{o}.hidden_sizes[{i}]", h, min_value=1) for i, h in enumerate(hidden_sizes))
+        self.learning_rate = check_float(f"{o}.learning_rate", learning_rate, low=0.0,
+                                         low_open=True)
+        self.learn_every = check_int(f"{o}.train_every", train_every, min_value=1)
+        self.train_steps = check_int(f"{o}.train_steps", train_steps, min_value=1)
+        self.batch_size = check_int(f"{o}.batch_size", batch_size, min_value=1)
+        self.buffer_size = check_int(f"{o}.buffer_size", buffer_size, min_value=1)
+        self.a0, self.b0, self.lambda_prior, self.initial_pulls = _check_nig(
+            o, a0, b0, lambda_prior, initial_pulls)
+        self.epsilon = check_float(f"{o}.epsilon", epsilon, low=0.0, high=1.0)
+        self.reward_weights = _check_weights(o, reward_weights)
+        self.optimizer = optax.adam(self.learning_rate)
+
+    def hparams(self):
+        return NeuralHParams(jnp.float32(self.a0), jnp.float32(self.b0),
+                             jnp.float32(self.epsilon))
+
+    def check_compatible(self, obs_spec, action_spec):
+        context_dim(obs_spec, self._owner)
+        num_actions(action_spec)
+
+    def _net(self, k):
+        return BanditMLP(self.hidden_sizes, k)
+
+    def init(self, key, obs_spec, action_spec):
+        d = context_dim(obs_spec, self._owner)
+        k = num_actions(action_spec)
+        params = self._net(k).init(key, jnp.zeros((d,), jnp.float32))
+        n = self.buffer_size
+        buf = Buffer(jnp.zeros((n, d), jnp.float32), jnp.zeros((n,), jnp.int32),
+                     jnp.zeros((n,), jnp.float32), jnp.int32(0), jnp.int32(0))
+        return NeuralState(
+            hparams=self.hparams(), params=params, opt_state=self.optimizer.init(params),
+            buffer=buf, post=nig_prior(k, self.hidden_sizes[-1], self.lambda_prior),
+            t=jnp.int32(0),
+        )
+
+    def observe(self, key, state: NeuralState, transition) -> NeuralState:
+        """The per-step part of ``update``: store the transition, rank-one posterior update."""
+        x = jnp.asarray(transition.obs, jnp.float32).reshape(-1)
+        r = scalar_reward(transition.reward, self.reward_weights, self._owner)
+        a = transition.action
+        buf = _buffer_add(state.buffer, x, a, r)
+        post = state.post
+        if self.uses_posterior:
+            k = post.xy.shape[0]
+            z, _ = self._net(k).apply(state.params, x)
+            post = nig_observe(post, a, z, r)
+        return state.replace(buffer=buf, post=post, t=state.t + 1)
+
+    def learn(self, key, state: NeuralState) -> NeuralState:
+        """``train_steps`` minibatch Adam steps on the buffer (MSE of the pulled
+        arm's head), then (NeuralLinear) the last-layer posterior from the buffer."""
+        buf = state.buffer
+        k = state.post.xy.shape[0]
+        net = self._net(k)
+
+        def loss_fn(params, xb, ab, rb):
+            _, q = jax.vmap(lambda x: net.apply(params, x))(xb)
+            pred = jnp.take_along_axis(q, ab[:, None], axis=1)[:, 0]
+            return jnp.mean((pred - rb) ** 2)
+
+        def sgd(carry, k_b):
+            params, opt_state = carry
+            idx = jax.random.randint(k_b, (self.batch_size,), 0, jnp.maximum(buf.size, 1))
+            g = jax.grad(loss_fn)(params, buf.contexts[idx], buf.actions[idx], buf.rewards[idx])
+            updates, opt_state = self.optimizer.update(g, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), None
+
+        keys = jax.random.split(key, self.train_steps)
+        (params, opt_state), _ = jax.lax.scan(sgd, (state.params, state.opt_state), keys)
+        has_data = buf.size > 0
+        params = jax.tree.map(lambda n, o: jnp.where(has_data, n, o), params, state.params)
+        opt_state = jax.tree.map(lambda n, o: jnp.where(has_data, n, o), opt_state,
+                                 state.opt_state)
+        post = state.post
+        if self.uses_posterior:
+            z, _ = jax.vmap(lambda x: net.apply(params, x))(buf.contexts)
+            valid = jnp.arange(buf.actions.shape[0]) < buf.size
+            post = nig_from_data(z, buf.actions, buf.rewards, valid, k, self.lambda_prior)
+        return state.replace(params=params, opt_state=opt_state, post=post)
+
+    def update(self, key, state, transition):
+        state = self.observe(key, state, transition)
+        state = jax.lax.cond(state.t % self.learn_every == 0,
+                             functools.partial(self.learn, key), lambda s: s, state)
+        return state, {}
+
+
+@gin.configurable
+class NeuralLinear(_NeuralBase):
+    r"""Neural-linear Thompson sampling (Riquelme et al., ICLR 2018, §3).
+
+    Args:
+      hidden_sizes: MLP layer widths; the last one is the feature size h.
+      learning_rate: Adam step size.
+      train_every: steps between training phases (``learn_every``).
+      train_steps: minibatch steps per training phase.
+      batch_size: minibatch size.
+      buffer_size: transitions kept (the whole run in the paper's setting).
+      a0, b0, lambda_prior: NIG prior of the last-layer regression (> 0).
+      initial_pulls: round-robin pulls of every arm first.
+      reward_weights: scalarisation of vector rewards.
+    """
+
+    _owner = "NeuralLinear"
+    uses_posterior = True
+
+    def __init__(self, hidden_sizes: Sequence[int] = (32, 32), learning_rate: float = 3e-3,
+                 train_every: int = 50, train_steps: int = 50, batch_size: int = 64,
+                 buffer_size: int = 5000, a0: float = 6.0, b0: float = 6.0,
+                 lambda_prior: float = 0.25, initial_pulls: int = 2,
+                 reward_weights: Sequence[float] | None = None):
+        super().__init__(hidden_sizes, learning_rate, train_every, train_steps, batch_size,
+                         buffer_size, initial_pulls, reward_weights, a0, b0, lambda_prior)
+
+    def act(self, key, state, obs):
+        k_s, k_t = jax.random.split(key)
+        k = state.post.xy.shape[0]
+        z, _ = self._net(k).apply(state.params, jnp.asarray(obs, jnp.float32).reshape(-1))
+        values = nig_sample_values(k_s, state.post, z, state.hparams.a0, state.hparams.b0)
+        action = argmax_random_tiebreak(k_t, values)
+        return _round_robin(state.t, self.initial_pulls, k, action), {}
+
+
+@gin.configurable
+class NeuralEpsilonGreedy(_NeuralBase):
+    r"""ε-greedy on the predictions of a periodically trained MLP.
+
+    With probability ε a uniform arm, otherwise :math:`\arg\max_a f_\phi(x)_a`.
+
+    Args:
+      epsilon: exploration probability in [0, 1] (swept as ``hparams.epsilon``).
+      hidden_sizes, learning_rate, train_every, train_steps, batch_size,
+      buffer_size, initial_pulls, reward_weights: as in :class:`NeuralLinear`.
+    """
+
+    _owner = "NeuralEpsilonGreedy"
+    uses_posterior = False
+
+    def __init__(self, epsilon: float = 0.05, hidden_sizes: Sequence[int] = (32, 32),
+                 learning_rate: float = 3e-3, train_every: int = 50, train_steps: int = 50,
+                 batch_size: int = 64, buffer_size: int = 5000, initial_pulls: int = 2,
+                 reward_weights: Sequence[float] | None = None):
+        super().__init__(hidden_sizes, learning_rate, train_every, train_steps, batch_size,
+                         buffer_size, initial_pulls, reward_weights, epsilon=epsilon)
+
+    def act(self, key, state, obs):
+        k_e, k_a, k_t = jax.random.split(key, 3)
+        k = state.post.xy.shape[0]
+        _, q = self._net(k).apply(state.params, jnp.asarray(obs, jnp.float32).reshape(-1))
+        greedy = argmax_random_tiebreak(k_t, q)
+        rand = jax.random.randint(k_a, (), 0, k, dtype=jnp.int32)
+        action = jnp.where(jax.random.uniform(k_e) < state.hparams.epsilon, rand, greedy)
+        return _round_robin(state.t, self.initial_pulls, k, action), {}
+
+
+@flax.struct.dataclass
+class UniformState:
+    hparams: Any
+    arms: jax.Array  # [K] zeros; its static shape carries K
+    t: jax.Array
+
+
+@gin.configurable
+class ContextualUniform(Agent):
+    """Uniformly random arms (the normaliser of Riquelme et al.'s tables)."""
+
+    def init(self, key, obs_spec, action_spec):
+        k = num_actions(action_spec)
+        return UniformState(hparams={}, arms=jnp.zeros(k, jnp.float32), t=jnp.int32(0))
+
+    def act(self, key, state, obs):
+        k = state.arms.shape[0]
+        return jax.random.randint(key, (), 0, k, dtype=jnp.int32), {}
+
+    def update(self, key, state, transition):
+        return state.replace(t=state.t + 1), {}
