@@ -125,6 +125,9 @@ def make_episode_fn(env: Environment, agent: Agent, *, max_steps: int, chunk: in
     return run
 
 
+_COMPILED: dict = {}
+
+
 def evaluate_episodes(env: Environment, agent: Agent, *, num_users: int, seed: int = 0,
                       max_steps: int = 27_000, chunk: int = 16, params: Any = None,
                       learn: bool = False) -> dict[str, np.ndarray]:
@@ -136,7 +139,11 @@ def evaluate_episodes(env: Environment, agent: Agent, *, num_users: int, seed: i
     env.check_params(params)
     agent.check_compatible(env.observation_spec(params), env.action_spec(params))
     keys = jax.random.split(jax.random.PRNGKey(seed), num_users)
-    fn = jax.jit(make_episode_fn(env, agent, max_steps=max_steps, chunk=chunk, learn=learn))
+    cache_key = (id(env), id(agent), max_steps, chunk, learn)
+    if cache_key not in _COMPILED:  # same env/agent objects -> reuse the jitted program
+        fn = jax.jit(make_episode_fn(env, agent, max_steps=max_steps, chunk=chunk, learn=learn))
+        _COMPILED[cache_key] = (env, agent, fn)  # holding env/agent keeps their ids unique
+    fn = _COMPILED[cache_key][2]
     return {k: np.asarray(v) for k, v in jax.device_get(fn(keys, params)).items()}
 
 

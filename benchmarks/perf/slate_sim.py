@@ -1,0 +1,146 @@
+"""Throughput of the slate simulator vs RecSim 0.2.4 (issue 5).
+
+Measures user·steps per second of the uniform-random slate policy on
+``recsim_interest_evolution`` (m = 10 candidates, k = 2) for 1, 1,000 and
+100,000 users stepped together (one ``jit(vmap(scan))`` program), and, when a
+RecSim virtualenv is given (``benchmarks/perf/setup_recsim_venv.sh``), RecSim's
+own gym environment with its ``RandomAgent`` in the same script run, and prints
+the ratio. Also prints the peak memory per user (device buffers of the carried
+state, plus the process' peak RSS growth).
+
+Usage::
+
+    python benchmarks/perf/slate_sim.py [--users 1 1000 100000] [--steps 200]
+        [--recsim-python ~/.cache/mtrlrec/recsim-venv/bin/python]
+
+The same file is the RecSim worker (``--recsim-worker``), run by the RecSim
+venv's Python; the top level imports only the standard library for that reason.
+``--recsim-fidelity N`` makes the worker also play N full episodes and print
+their statistics as JSON (the fidelity reference of
+``benchmarks/tables/recsim_fidelity.toml``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+DEFAULT_RECSIM_PYTHON = os.path.join(
+    os.environ.get("MTRLREC_CACHE", os.path.expanduser("~/.cache/mtrlrec")),
+    "recsim-venv", "bin", "python")
+
+
+# --------------------------------------------------------------------------
+# RecSim side (runs inside the RecSim venv: numpy < 1.24, TF 2.15, gym 0.25)
+# --------------------------------------------------------------------------
+def recsim_worker(num_candidates: int, slate_size: int, steps: int, episodes: int,
+                  seed: int, max_steps_per_episode: int = 27000,
+                  choice: str = "proportional") -> dict:
+    """Steps RecSim's interest-evolution gym env with its RandomAgent.
+
+    Follows ``runner_lib.Runner._run_one_episode``: an episode ends when the
+    env says ``done`` (budget <= 0) or after ``max_steps_per_episode`` steps.
+    ``choice='cascade'`` builds the same env as ``create_environment`` but with
+    ``ExponentialCascadeChoiceModel`` (the user sampler's attention_prob 0.65,
+    score_scaling 0.05).
+    """
+    import numpy as np
+    from recsim import choice_model
+    from recsim.agents import random_agent
+    from recsim.environments import interest_evolution as ie
+    from recsim.simulator import environment, recsim_gym
+
+    ctor = {"proportional": choice_model.MultinomialProportionalChoiceModel,
+            "cascade": choice_model.ExponentialCascadeChoiceModel}[choice]
+    user_model = ie.IEvUserModel(slate_size, choice_model_ctor=ctor,
+                                 response_model_ctor=ie.IEvResponse,
+                                 user_state_ctor=ie.IEvUserState, seed=seed)
+    sampler = ie.UtilityModelVideoSampler(doc_ctor=ie.IEvVideo, seed=seed)
+    env = recsim_gym.RecSimGymEnv(
+        environment.Environment(user_model, sampler, num_candidates, slate_size,
+                                resample_documents=True),
+        ie.clicked_watchtime_reward, ie.utils.aggregate_video_cluster_metrics,
+        ie.utils.write_video_cluster_metrics)
+    env.seed(seed)  # numpy's global RNG: the choice draw and interest coin
+    agent = random_agent.RandomAgent(env.action_space, random_seed=seed)
+    out = {"num_candidates": num_candidates, "slate_size": slate_size, "seed": seed,
+           "choice": choice}
+
+    # Throughput: `steps` env+agent steps, resetting when an episode ends.
+    obs = env.reset()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        obs, reward, done, _ = env.step(agent.step(0.0, obs))
+        if done:
+            obs = env.reset()
+    out["steps_per_s"] = steps / (time.perf_counter() - t0)
+
+    if episodes:
+        returns, lengths, clicks, qsum = [], [], [], []
+        for _ in range(episodes):
+            obs = env.reset()
+            total, n, c, q = 0.0, 0, 0, 0.0
+            while True:
+                obs, reward, done, _ = env.step(agent.step(0.0, obs))
+                total += reward
+                n += 1
+                for r in obs["response"]:
+                    if r["click"]:
+                        c += 1
+                        q += float(r["quality"])
+                if done or n == max_steps_per_episode:
+                    break
+            returns.append(total)
+            lengths.append(n)
+            clicks.append(c)
+            qsum.append(q)
+        returns, lengths = np.array(returns), np.array(lengths)
+        clicks, qsum = np.array(clicks), np.array(qsum)
+        se = lambda a: float(a.std(ddof=1) / np.sqrt(len(a)))  # noqa: E731
+        out["episodes"] = episodes
+        out["episode_return"] = [float(returns.mean()), se(returns)]
+        out["episode_length"] = [float(lengths.mean()), se(lengths)]
+        out["clicks"] = [float(clicks.mean()), se(clicks)]
+        # RecSim's CTR and AverageQuality pool all steps / all clicks.
+        out["ctr_pooled"] = float(clicks.sum() / lengths.sum())
+        out["avg_quality_pooled"] = float(qsum.sum() / max(clicks.sum(), 1))
+    return out
+
+
+def run_recsim(python: str, num_candidates: int, slate_size: int, steps: int,
+               episodes: int = 0, seed: int = 0) -> dict | None:
+    """Runs :func:`recsim_worker` in the RecSim venv; None if it is missing."""
+    if not os.path.exists(python):
+        return None
+    cmd = [python, os.path.abspath(__file__), "--recsim-worker", "--m", str(num_candidates),
+           "--k", str(slate_size), "--steps", str(steps), "--recsim-fidelity", str(episodes),
+           "--seed", str(seed)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if res.returncode != 0:
+        print(res.stderr[-2000:], file=sys.stderr)
+        return None
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _worker_main(argv):
+    p = argparse.ArgumentParser()
+    p.add_argument("--recsim-worker", action="store_true")
+    p.add_argument("--m", type=int, default=10)
+    p.add_argument("--k", type=int, default=2)
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--recsim-fidelity", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--choice", default="proportional")
+    a = p.parse_args(argv)
+    print(json.dumps(recsim_worker(a.m, a.k, a.steps, a.recsim_fidelity, a.seed,
+                                   choice=a.choice)))
+
+
+if __name__ == "__main__" and "--recsim-worker" in sys.argv:
+    _worker_main(sys.argv[1:])
