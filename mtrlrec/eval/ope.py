@@ -334,6 +334,41 @@ def bootstrap_counts(key: jax.Array, n: int) -> jax.Array:
     return jnp.zeros(n, jnp.float32).at[idx].add(1.0)
 
 
+def bootstrap_map(fn, key: jax.Array, n: int, num_samples: int, batch_size: int | None = None):
+    """Evaluates ``fn(counts [n]) -> pytree`` on ``num_samples`` bootstrap replicates.
+
+    One jitted call: ``lax.map`` over chunks of ``batch_size`` replicates, each
+    chunk a ``vmap``. Use it when the whole pipeline (reward model fitting
+    included) must be redone per replicate.
+
+    Returns:
+      The pytree with a leading ``[num_samples]`` axis.
+    """
+    num_samples = check_int("bootstrap.num_samples", num_samples, min_value=2)
+    if batch_size is None:
+        batch_size = max(1, min(num_samples, (1 << 24) // max(n, 1)))
+    num_chunks = -(-num_samples // batch_size)
+    keys = jax.random.split(key, num_chunks * batch_size)
+    keys = keys.reshape((num_chunks, batch_size) + keys.shape[1:])
+
+    @jax.jit
+    def run(keys):
+        return jax.lax.map(jax.vmap(lambda k: fn(bootstrap_counts(k, n))), keys)
+
+    out = run(keys)
+    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:])[:num_samples], out)
+
+
+def summarize_bootstrap(full: dict, samples: dict, alpha: float = 0.05) -> dict[str, BootstrapResult]:
+    """:class:`BootstrapResult` per estimator from full-data estimates and replicates ``[B, ...]``."""
+    alpha = check_float("bootstrap.alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True)
+    out = {}
+    for name, s in samples.items():
+        low, high = jnp.quantile(s, jnp.array([alpha / 2, 1 - alpha / 2]), axis=0)
+        out[name] = BootstrapResult(full[name], jnp.mean(s, 0), jnp.std(s, 0, ddof=1), low, high, s)
+    return out
+
+
 def bootstrap(
     inputs: OPEInputs,
     key: jax.Array,
@@ -394,6 +429,37 @@ def _bootstrap_samples(inputs, keys, clip, switch_tau):
     return jax.lax.map(jax.vmap(one), keys)
 
 
+def make_inputs_context_free(policy, action, position, pscore, reward, q_table=None, fold=None) -> OPEInputs:
+    """:func:`make_inputs` for a context-free evaluation policy and reward model.
+
+    Avoids materialising ``[n, A, P]`` arrays (1.2 GB for the full OBD).
+
+    Args:
+      policy: ``[A, P]`` evaluation policy :math:`\\pi_e(a \\mid k)`.
+      action, position: ``[n]`` int; pscore: ``[n]``; reward: ``[n]`` or ``[n, R]``.
+      q_table: ``[F, A, P, R...]`` reward model per fold (from
+        :func:`empirical_reward_model` with ``return_table=True``), or None.
+      fold: ``[n]`` fold of each row (default all 0).
+    """
+    policy = jnp.asarray(policy, jnp.float32)
+    action = jnp.asarray(action, jnp.int32)
+    position = jnp.asarray(position, jnp.int32)
+    reward = jnp.asarray(reward, jnp.float32)
+    n = action.shape[0]
+    fold = jnp.zeros(n, jnp.int32) if fold is None else jnp.asarray(fold, jnp.int32)
+    if q_table is None:
+        q_table = jnp.zeros((1,) + policy.shape + reward.shape[1:], jnp.float32)
+    q_table = jnp.asarray(q_table, jnp.float32)
+    q_pi = jnp.sum(_expand(policy, q_table[0]) * q_table, axis=1)  # [F, P, R...]
+    return OPEInputs(
+        weight=policy[action, position] / jnp.asarray(pscore, jnp.float32),
+        reward=reward,
+        q_logged=q_table[fold, action, position],
+        q_policy=q_pi[fold, position],
+        position=position,
+    )
+
+
 # ---------------------------------------------------------------------------
 # a simple reward model
 
@@ -408,6 +474,8 @@ def empirical_reward_model(
     prior_strength: float = 10.0,
     fold: jax.Array | None = None,
     num_folds: int = 1,
+    return_table: bool = False,
+    sample_weight: jax.Array | None = None,
 ) -> jax.Array:
     r"""Context-free reward model: smoothed mean reward of each (action, position).
 
@@ -427,6 +495,9 @@ def empirical_reward_model(
       num_actions, num_positions: A, P (static).
       prior_strength: m >= 0.
       fold: optional ``[n]`` fold ids; num_folds: their number (static).
+      return_table: return the ``[F, A, P, R...]`` per-fold tables instead.
+      sample_weight: optional ``[n]`` row weights (bootstrap counts), so a
+        bootstrap can refit the model on every replicate.
 
     Returns:
       ``[n, A, P, R...]`` predictions (the same table for every row of a fold).
@@ -442,9 +513,10 @@ def empirical_reward_model(
     fold = jnp.asarray(fold, jnp.int32)
     seg = fold * (num_actions * num_positions) + cell
     size = num_folds * num_actions * num_positions
-    s = jax.ops.segment_sum(reward, seg, num_segments=size).reshape(
+    cw = jnp.ones(n, jnp.float32) if sample_weight is None else jnp.asarray(sample_weight, jnp.float32)
+    s = jax.ops.segment_sum(_expand(cw, reward) * reward, seg, num_segments=size).reshape(
         (num_folds, num_actions, num_positions) + reward.shape[1:])
-    c = jax.ops.segment_sum(jnp.ones(n, jnp.float32), seg, num_segments=size).reshape(
+    c = jax.ops.segment_sum(cw, seg, num_segments=size).reshape(
         num_folds, num_actions, num_positions)
     if num_folds > 1:  # train on the other folds
         s = jnp.sum(s, axis=0, keepdims=True) - s
@@ -454,12 +526,12 @@ def empirical_reward_model(
     mean = tot_s / _expand(jnp.maximum(tot_c, 1.0), tot_s)
     c_e = _expand(c, s)
     table = (s + prior_strength * mean[:, None, None]) / (c_e + prior_strength + 1e-12)
-    return table[fold]
+    return table if return_table else table[fold]
 
 
 __all__ = [
     "ESTIMATORS", "BootstrapResult", "OPEInputs", "OPESupportWarning", "bootstrap",
-    "bootstrap_counts", "check_action_dist", "check_logged", "check_support",
+    "bootstrap_counts", "bootstrap_map", "check_action_dist", "summarize_bootstrap", "check_logged", "check_support",
     "empirical_reward_model", "estimate", "estimate_by_position", "importance_weights",
-    "make_inputs", "unsupported_mass",
+    "make_inputs", "make_inputs_context_free", "unsupported_mass",
 ]
