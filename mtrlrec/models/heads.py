@@ -1,0 +1,97 @@
+r"""Output heads that agents put on top of encoders.
+
+* :class:`QHeads`: one Q-value head per task, ``Q_t(s, a)`` -> ``[B, T, A]``
+  (multi-task DQN; a scalarisation ``Σ_t w_t Q_t`` is applied by the agent).
+* :class:`ItemSoftmaxPolicy`: a softmax policy over item representations,
+  ``p_i = softmax_i(h_i W + b)`` (optionally conditioned on a context ``s``:
+  ``p_i = softmax_i(h_iᵀ W_s s + h_i W + b)``), as used by meta-learned
+  softmax recommendation strategies.
+* :class:`SlateItemQ`: the item-wise Q head of SlateQ (Ie et al., IJCAI 2019,
+  §4, Eq. 3–4): ``Q̄(s, i) = MLP([s; e_i])`` for every candidate i, from which
+  the slate value ``Q(s, A) = Σ_{i∈A} P(i | s, A) Q̄(s, i)`` is formed by the agent.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mtrlrec.core.errors import ConfigError
+from mtrlrec.models.encoders import MLP
+
+
+class QHeads(nn.Module):
+    """Per-task Q heads: ``s [B, D]`` -> ``Q [B, T, A]`` (an MLP per task via vmap)."""
+
+    num_tasks: int
+    num_actions: int
+    hidden: Sequence[int] = (64,)
+
+    @nn.compact
+    def __call__(self, s: jax.Array) -> jax.Array:
+        if self.num_tasks < 1 or self.num_actions < 1:
+            raise ConfigError(
+                f"QHeads: num_tasks and num_actions must be >= 1, got {self.num_tasks}, {self.num_actions}."
+            )
+        heads = nn.vmap(
+            MLP,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=-2,
+            axis_size=self.num_tasks,
+        )
+        return heads(hidden=tuple(self.hidden), output=self.num_actions, name="q")(s)
+
+
+class ItemSoftmaxPolicy(nn.Module):
+    r"""Softmax over item representations: ``log p_i = z_i − logsumexp_j z_j``.
+
+    ``z_i = h_i W + b`` (``W [D_i]``, ``b`` scalar; b cancels in the softmax but
+    is kept for the logits), plus ``h_iᵀ W_s s`` when a context ``s`` is given.
+
+    Args (call):
+      items: ``[N, D_i]`` or ``[B, N, D_i]`` item representations.
+      context: optional ``[B, D_s]``.
+      mask: optional ``[N]``/``[B, N]`` bool of available items.
+
+    Returns:
+      log-probabilities ``[N]`` or ``[B, N]`` (masked items get ``-inf``-like values).
+    """
+
+    temperature: float = 1.0
+
+    @nn.compact
+    def __call__(self, items: jax.Array, context: jax.Array | None = None, mask: jax.Array | None = None):
+        if self.temperature <= 0:
+            raise ConfigError(f"ItemSoftmaxPolicy.temperature must be > 0, got {self.temperature}.")
+        z = nn.Dense(1, name="w")(items)[..., 0]
+        if context is not None:
+            if items.ndim == 2:
+                items = jnp.broadcast_to(items, context.shape[:1] + items.shape)
+            proj = nn.Dense(items.shape[-1], use_bias=False, name="w_s")(context)  # [B, D_i]
+            z = z + jnp.einsum("bnd,bd->bn", items, proj)
+        z = z / self.temperature
+        if mask is not None:
+            z = jnp.where(mask, z, -1e9)
+        return jax.nn.log_softmax(z, axis=-1)
+
+
+class SlateItemQ(nn.Module):
+    """Item-wise Q: ``s [B, D_s]``, ``items [B, N, D_i]`` (or ``[N, D_i]``) -> ``[B, N]``."""
+
+    hidden: Sequence[int] = (64, 32)
+
+    @nn.compact
+    def __call__(self, s: jax.Array, items: jax.Array) -> jax.Array:
+        if items.ndim == 2:
+            items = jnp.broadcast_to(items, s.shape[:1] + items.shape)
+        if items.shape[0] != s.shape[0]:
+            raise ConfigError(
+                f"SlateItemQ: batch sizes differ between state {s.shape} and items {items.shape}."
+            )
+        x = jnp.concatenate([jnp.broadcast_to(s[:, None, :], items.shape[:2] + s.shape[-1:]), items], -1)
+        return MLP(tuple(self.hidden), output=1, name="mlp")(x)[..., 0]
