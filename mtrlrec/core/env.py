@@ -89,12 +89,12 @@ class Environment(Generic[State, Params]):
         """One step with auto-reset; ``info['final_observation']`` keeps the last obs."""
         if params is None:
             params = self.default_params()
+        if not self.episodic:
+            return self.step_env(key, state, action, params)
         key_step, key_reset = jax.random.split(key)
         obs, new_state, reward, terminated, truncated, info = self.step_env(
             key_step, state, action, params
         )
-        if not self.episodic:
-            return obs, new_state, reward, terminated, truncated, info
         done = jnp.logical_or(terminated, truncated)
         reset_obs, reset_state = self.reset_env(key_reset, params)
         info = dict(info)

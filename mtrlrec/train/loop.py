@@ -29,6 +29,7 @@ comparisons between hyperparameter values.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, Callable, Mapping
 
@@ -124,9 +125,9 @@ def _init_carry(env, agent, env_params, key, hparams) -> LoopCarry:
 def _make_window_fn(env: Environment, agent: Agent, log_every: int):
     """Returns ``window(carry, env_params) -> (carry, window_metrics)``."""
 
-    def step(carry_and_params, _):
+    def step(carry_and_params, step_keys):
         carry, env_params = carry_and_params
-        key, k_act, k_env, k_upd = jax.random.split(carry.key, 4)
+        k_act, k_env, k_upd = step_keys[0], step_keys[1], step_keys[2]
         action, act_info = agent.act(k_act, carry.agent_state, carry.obs)
         obs, env_state, reward, terminated, truncated, info = env.step(
             k_env, carry.env_state, action, env_params
@@ -136,12 +137,15 @@ def _make_window_fn(env: Environment, agent: Agent, log_every: int):
         )
         agent_state, agent_metrics = agent.update(k_upd, carry.agent_state, transition)
         metrics = _step_metrics(env, reward, info, agent_metrics)
-        new = carry.replace(env_state=env_state, agent_state=agent_state, obs=obs, key=key,
-                            t=carry.t + 1)
+        new = carry.replace(env_state=env_state, agent_state=agent_state, obs=obs, t=carry.t + 1)
         return (new, env_params), metrics
 
     def window(carry: LoopCarry, env_params):
-        (carry, _), m = jax.lax.scan(step, (carry, env_params), None, length=log_every)
+        # One batched split per window is much cheaper than a split per step.
+        keys = jax.random.split(carry.key, 3 * log_every + 1)
+        step_keys = keys[1:].reshape((log_every, 3) + keys.shape[1:])
+        carry = carry.replace(key=keys[0])
+        (carry, _), m = jax.lax.scan(step, (carry, env_params), step_keys)
         out = {}
         done = m.get("episode_done")
         for k, v in m.items():
@@ -276,27 +280,9 @@ def run(
             return jnp.concatenate([a, jnp.repeat(a[-1:], padded - num_seeds, 0)], 0)
         env_params = jax.tree.map(pad, env_params)
     params_axis = 0 if env_params_per_seed else None
-    window = _make_window_fn(env, agent, log_every)
-
-    def one_seed_init(key, params, hp):
-        env_hp, agent_hp = _split_sweep(hp)
-        params = _override_env_params(params, env_hp)
-        return _init_carry(env, agent, params, key, agent_hp)
-
-    def one_seed_chunk(carry, params, hp):
-        env_hp, _ = _split_sweep(hp)
-        params = _override_env_params(params, env_hp)
-        return jax.lax.scan(lambda c, _: window(c, params), carry, None, length=windows_per_chunk)
-
-    init_fn = jax.vmap(one_seed_init, in_axes=(0, params_axis, None))
-    chunk_fn = jax.vmap(one_seed_chunk, in_axes=(0, params_axis, None))
-    seed_axis = 0
-    if num_hp:
-        init_fn = jax.vmap(init_fn, in_axes=(None, None, 0))
-        chunk_fn = jax.vmap(chunk_fn, in_axes=(0, None, 0))
-        seed_axis = 1
-    init_fn = jax.jit(init_fn)
-    chunk_fn = jax.jit(chunk_fn, donate_argnums=(0,))
+    init_fn, chunk_fn, window = _compiled(env, agent, log_every, windows_per_chunk, params_axis,
+                                          bool(num_hp))
+    seed_axis = 1 if num_hp else 0
 
     keys = sharding.shard_along(keys, 0)
     if env_params_per_seed:
@@ -349,6 +335,29 @@ def run(
     if out is None:  # resumed a finished run
         out = _output(collected, log_every, carry, sweep, 0.0, 0.0, seed_axis, num_seeds)
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(env, agent, log_every, windows_per_chunk, params_axis, sweep):
+    """The jitted init and chunk functions, cached so repeated runs reuse compilations."""
+    window = _make_window_fn(env, agent, log_every)
+
+    def one_seed_init(key, params, hp):
+        env_hp, agent_hp = _split_sweep(hp)
+        params = _override_env_params(params, env_hp)
+        return _init_carry(env, agent, params, key, agent_hp)
+
+    def one_seed_chunk(carry, params, hp):
+        env_hp, _ = _split_sweep(hp)
+        params = _override_env_params(params, env_hp)
+        return jax.lax.scan(lambda c, _: window(c, params), carry, None, length=windows_per_chunk)
+
+    init_fn = jax.vmap(one_seed_init, in_axes=(0, params_axis, None))
+    chunk_fn = jax.vmap(one_seed_chunk, in_axes=(0, params_axis, None))
+    if sweep:
+        init_fn = jax.vmap(init_fn, in_axes=(None, None, 0))
+        chunk_fn = jax.vmap(chunk_fn, in_axes=(0, None, 0))
+    return jax.jit(init_fn), jax.jit(chunk_fn, donate_argnums=(0,)), window
 
 
 def _with_cumulative_keys(carry, env, window, env_params, params_axis, num_hp):
