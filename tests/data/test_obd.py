@@ -1,0 +1,158 @@
+"""OBD loader: the committed sample, tiny hand-written CSVs, broken copies, a fake wheel; the OPE runner."""
+
+import warnings
+import zipfile
+
+import jax
+import numpy as np
+import pytest
+
+from mtrlrec.core.errors import ConfigError
+from mtrlrec.data import obd
+from mtrlrec.eval import ope
+from mtrlrec.eval.ope_runner import OBDOPERunner, bts_action_dist
+from mtrlrec.train.result import RunContext
+
+HEADER = (",timestamp,item_id,position,click,propensity_score,user_feature_0,user_feature_1,"
+          "user_feature_2,user_feature_3,user-item_affinity_0,user-item_affinity_1,user-item_affinity_2\n")
+ROWS = [
+    "0,2019-11-24 00:00:34.5+00:00,2,1,0,0.3333,a,b,c,d,0.0,0.0,1.0\n",
+    "1,2019-11-24 00:00:30+00:00,0,3,1,0.3333,a,x,c,d,0.0,2.0,0.0\n",
+    "2,2019-11-24 00:01:00+00:00,1,2,0,0.3333,z,b,c,e,0.0,0.0,0.0\n",
+]
+ITEMS = (",item_id,item_feature_0,item_feature_1,item_feature_2,item_feature_3\n"
+         "0,0,-0.5,h1,h2,h3\n1,1,0.25,h1,h4,h3\n2,2,1.0,h5,h2,h3\n")
+
+
+def write(root, rows=ROWS, header=HEADER, items=ITEMS, behavior="random", campaign="all"):
+    d = root / behavior / campaign
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{campaign}.csv").write_text(header + "".join(rows))
+    (d / "item_context.csv").write_text(items)
+    return root
+
+
+def test_committed_sample_loads():
+    for b in obd.POLICIES:
+        for c in obd.CAMPAIGNS:
+            log = obd.load(b, c)
+            assert log.num_rounds == 10_000 and log.num_positions == 3
+            assert log.num_actions == obd.NUM_ITEMS[c]
+            assert log.affinity.shape == (10_000, obd.NUM_ITEMS[c])
+            assert np.all(np.diff(log.timestamp) >= 0)
+            assert np.all((log.pscore > 0) & (log.pscore <= 1))
+    rnd = obd.load("random", "all")
+    assert int(rnd.reward.sum()) == 38  # 0.38 % CTR in the sample
+    np.testing.assert_allclose(rnd.pscore, 1 / 80)
+    assert rnd.context().shape == (10_000, 20)  # obp's dim_context for this log
+    alpha, beta = obd.load_bts_prior("women")
+    assert alpha.shape == beta.shape == (46,)
+
+
+def test_tiny_csv_by_hand(tmp_path):
+    log = obd.load("random", "all", write(tmp_path))
+    # sorted by time: rows 1, 0, 2
+    np.testing.assert_array_equal(log.action, [0, 2, 1])
+    np.testing.assert_array_equal(log.position, [2, 0, 1])
+    np.testing.assert_array_equal(log.reward, [1, 0, 0])
+    np.testing.assert_array_equal(log.user_features[:, 0], [0, 0, 1])  # codes of a, a, z
+    np.testing.assert_allclose(log.item_features[:, 0], [-0.5, 0.25, 1.0])
+    np.testing.assert_allclose(log.affinity[0], [0, 2, 0])
+    assert log.timestamp[1] - log.timestamp[0] == 4_500_000  # microseconds
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda r, h: (r, h.replace("propensity_score", "pscore")), r"all.csv:1: missing column\(s\) \['propensity_score'\]"),
+        (lambda r, h: ([r[0], "1,2019-11-24 00:00:30+00:00,0,3\n", r[2]], h), r"all.csv:3: malformed row"),
+        (lambda r, h: ([r[0], r[1].replace(",0.3333,", ",0,"), r[2]], h), r"all.csv:3: propensity_score must be in \(0, 1\], got 0.0"),
+        (lambda r, h: ([r[0], r[1], r[2].replace(",0.3333,", ",1.5,")], h), r"all.csv:4: propensity_score must be in \(0, 1\], got 1.5"),
+        (lambda r, h: ([r[0].replace(",2,1,", ",7,1,"), r[1], r[2]], h), r"all.csv:2: item_id 7 outside the item range 0..2"),
+        (lambda r, h: ([r[0].replace("2019-11-24", "yesterday"), r[1], r[2]], h), r"all.csv:2: timestamp"),
+        (lambda r, h: ([r[0], r[1].replace(",1,0.3333", ",one,0.3333"), r[2]], h), r"all.csv:3: column click must be numeric"),
+    ],
+)
+def test_broken_copies_name_file_and_line(tmp_path, change, match):
+    rows, header = change(list(ROWS), HEADER)
+    root = write(tmp_path, rows, header)
+    obd._CACHE.clear()
+    with pytest.raises(ConfigError, match=match):
+        obd.load("random", "all", root)
+
+
+def test_missing_files_and_names(tmp_path):
+    with pytest.raises(ConfigError, match="men.csv not found"):
+        obd.load("random", "men", tmp_path)
+    with pytest.raises(ConfigError, match="campaign must be one of"):
+        obd.load("random", "kids")
+    with pytest.raises(ConfigError, match="behaviour policy must be one of"):
+        obd.load("greedy", "all")
+
+
+def test_prepare_from_a_local_wheel(tmp_path):
+    wheel = tmp_path / "obp-0.4.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for b in obd.POLICIES:
+            for c in obd.CAMPAIGNS:
+                z.writestr(f"obp/dataset/obd/{b}/{c}/{c}.csv", HEADER + "".join(ROWS))
+                z.writestr(f"obp/dataset/obd/{b}/{c}/item_context.csv", ITEMS)
+        z.writestr("obp/policy/conf/prior_bts.yaml", "all:\n  alpha:\n    - 1.0\n    - 2.0\n  beta:\n    - 3.0\n    - 4.0\n")
+    out = obd.prepare(tmp_path / "cache", source=wheel)
+    assert obd.load("bts", "women", out).num_rounds == 3
+    alpha, beta = obd.load_bts_prior("all", out)
+    np.testing.assert_array_equal(alpha, [1, 2])
+    np.testing.assert_array_equal(beta, [3, 4])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("all:\n  alpha:\n    - x\n")
+    with pytest.raises(ConfigError, match="bad.yaml:3: expected a number"):
+        obd.parse_prior_yaml(bad)
+    empty = tmp_path / "empty.whl"
+    with zipfile.ZipFile(empty, "w") as z:
+        z.writestr("nothing", "")
+    with pytest.raises(ConfigError, match="lacks obp/dataset/obd/random/all/all.csv"):
+        obd.prepare(tmp_path / "cache2", source=empty)
+
+
+def test_bts_action_dist_monte_carlo():
+    # arm 0 is (almost surely) the best; arms 1 and 2 are exchangeable
+    d = np.asarray(bts_action_dist(jax.random.key(0), np.array([50.0, 1.0, 1.0]),
+                                   np.array([50.0, 1000.0, 1000.0]), num_positions=3,
+                                   num_samples=20_000))
+    np.testing.assert_allclose(d.sum(0), 1.0, atol=1e-5)
+    np.testing.assert_allclose(d[0], [1, 0, 0], atol=1e-3)
+    se = np.sqrt(0.25 / 20_000)
+    np.testing.assert_allclose(d[1:, 1:], 0.5, atol=4 * se)
+
+
+def test_ope_runner_random_from_bts_matches_numpy():
+    runner = OBDOPERunner(campaign="men", evaluation="random", estimator="ipw", num_bootstrap=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ope.OPESupportWarning)
+        res = runner(RunContext(seed=0))
+    log = obd.load("bts", "men")
+    ipw = np.mean((1 / 34) / log.pscore * log.reward)
+    snipw = np.sum(log.reward / log.pscore) / np.sum(1 / log.pscore)
+    assert res.final["estimate"][0] == pytest.approx(100 * ipw, rel=1e-4)
+    assert res.final["snipw/estimate"][0] == pytest.approx(100 * snipw, rel=1e-4)
+    truth = obd.load("random", "men").reward.mean()
+    assert res.final["ground_truth"][0] == pytest.approx(100 * truth, rel=1e-5)
+    assert res.final["rel_error"][0] == pytest.approx(abs(ipw - truth) / truth, rel=1e-3)
+    assert set(res.stderr) >= {"estimate", "rel_error", "ground_truth"}
+    assert "| dm |" in next(iter(res.tables.values()))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(campaign="kids"), "OBDOPERunner.campaign"),
+        (dict(evaluation="greedy"), "OBDOPERunner.evaluation"),
+        (dict(estimator="magic"), "OBDOPERunner.estimator"),
+        (dict(clip=0.0), "OBDOPERunner.clip must be > 0"),
+        (dict(num_bootstrap=1), "OBDOPERunner.num_bootstrap"),
+        (dict(bts_dist="posterior"), "OBDOPERunner.bts_dist"),
+    ],
+)
+def test_ope_runner_bad_bindings(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        OBDOPERunner(**kwargs)
