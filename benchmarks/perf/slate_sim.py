@@ -106,9 +106,11 @@ def recsim_worker(num_candidates: int, slate_size: int, steps: int, episodes: in
         out["episode_return"] = [float(returns.mean()), se(returns)]
         out["episode_length"] = [float(lengths.mean()), se(lengths)]
         out["clicks"] = [float(clicks.mean()), se(clicks)]
-        # RecSim's CTR and AverageQuality pool all steps / all clicks.
-        out["ctr_pooled"] = float(clicks.sum() / lengths.sum())
-        out["avg_quality_pooled"] = float(qsum.sum() / max(clicks.sum(), 1))
+        # RecSim's CTR and AverageQuality pool all steps / all clicks; standard
+        # errors by the delta method over episodes (as mtrlrec.envs.slate_eval).
+        for name, x, y in (("ctr", clicks, lengths), ("avg_quality", qsum, clicks)):
+            ratio = x.sum() / max(y.sum(), 1e-12)
+            out[name] = [float(ratio), se((x - ratio * y) / y.mean())]
     return out
 
 
@@ -144,3 +146,123 @@ def _worker_main(argv):
 
 if __name__ == "__main__" and "--recsim-worker" in sys.argv:
     _worker_main(sys.argv[1:])
+
+
+# --------------------------------------------------------------------------
+# mtrlrec side
+# --------------------------------------------------------------------------
+def make_rollout(env, agent, num_users: int, num_steps: int):
+    """``jit(scan(vmap(act + step)))``: ``num_steps`` steps of ``num_users`` users.
+
+    Users auto-reset when their episode ends; the total reward is returned so
+    nothing is dead code. Returns ``(init_fn, rollout_fn)``.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    params = env.default_params()
+    obs_spec, act_spec = env.observation_spec(params), env.action_spec(params)
+    agent.check_compatible(obs_spec, act_spec)
+
+    def init(key):
+        keys = jax.random.split(key, num_users)
+        obs, state = jax.vmap(env.reset_env, in_axes=(0, None))(keys, params)
+        a_state = agent.init(key, obs_spec, act_spec)
+        return obs, state, a_state
+
+    def one(key, obs, state, a_state):
+        k_act, k_env = jax.random.split(key)
+        action, _ = agent.act(k_act, a_state, obs)
+        obs, state, reward, *_ = env.step(k_env, state, action, params)
+        return obs, state, reward
+
+    def rollout(key, obs, state, a_state):
+        def body(carry, k):
+            obs, state, total = carry
+            keys = jax.random.split(k, num_users)
+            obs, state, r = jax.vmap(one, in_axes=(0, 0, 0, None))(keys, obs, state, a_state)
+            return (obs, state, total + jnp.sum(r)), None
+
+        (obs, state, total), _ = jax.lax.scan(
+            body, (obs, state, jnp.float32(0.0)), jax.random.split(key, num_steps))
+        return obs, state, total
+
+    return jax.jit(init), jax.jit(rollout, donate_argnums=(1, 2))
+
+
+def measure_mtrlrec(num_users: int, num_steps: int, repeats: int = 3,
+                    num_candidates: int = 10, slate_size: int = 2) -> dict:
+    """Best-of-``repeats`` user·steps/s after a compile call, and memory per user."""
+    import jax
+
+    from mtrlrec.agents.slate_baselines import RandomSlate
+    from mtrlrec.envs.slate import recsim_interest_evolution
+
+    env = recsim_interest_evolution(num_candidates, slate_size)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    init, rollout = make_rollout(env, RandomSlate(), num_users, num_steps)
+    obs, state, a_state = init(jax.random.PRNGKey(0))
+    state_bytes = sum(x.nbytes for x in jax.tree.leaves((obs, state)))
+    t0 = time.perf_counter()
+    obs, state, total = rollout(jax.random.PRNGKey(1), obs, state, a_state)
+    total.block_until_ready()
+    compile_s = time.perf_counter() - t0
+    best = float("inf")
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        obs, state, total = rollout(jax.random.PRNGKey(2 + i), obs, state, a_state)
+        total.block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "users": num_users, "steps": num_steps,
+        "user_steps_per_s": num_users * num_steps / best,
+        "seconds": best, "first_call_s": compile_s,
+        "state_bytes_per_user": state_bytes / num_users,
+        "peak_rss_growth_bytes_per_user": (rss1 - rss0) * 1024 / num_users,
+        "mean_reward": float(total) / (num_users * num_steps),
+        "device": str(jax.devices()[0]),
+    }
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--users", type=int, nargs="+", default=[1, 1_000, 100_000])
+    p.add_argument("--user-steps", type=int, default=2_000_000,
+                   help="user·steps per timed call (steps = this / users, 20..5000)")
+    p.add_argument("--recsim-python", default=DEFAULT_RECSIM_PYTHON)
+    p.add_argument("--recsim-steps", type=int, default=20_000)
+    p.add_argument("--m", type=int, default=10)
+    p.add_argument("--k", type=int, default=2)
+    p.add_argument("--json", help="also write the results here")
+    a = p.parse_args(argv)
+
+    print(f"slate simulator throughput, random slates, recsim_interest_evolution "
+          f"m={a.m} k={a.k}")
+    recsim = run_recsim(a.recsim_python, a.m, a.k, a.recsim_steps)
+    if recsim is None:
+        print(f"RecSim baseline: not available (no venv at {a.recsim_python}; run "
+              "benchmarks/perf/setup_recsim_venv.sh)")
+        base = None
+    else:
+        base = recsim["steps_per_s"]
+        print(f"RecSim 0.2.4 (one Python process, 1 user): {base:,.0f} steps/s "
+              f"over {a.recsim_steps} steps")
+    rows = []
+    for users in a.users:
+        steps = max(20, min(5000, a.user_steps // users))
+        r = measure_mtrlrec(users, steps, num_candidates=a.m, slate_size=a.k)
+        rows.append(r)
+        ratio = f"{r['user_steps_per_s'] / base:8.1f}x RecSim" if base else "   (no baseline)"
+        print(f"mtrlrec {users:>7,d} users x {steps:>5d} steps: "
+              f"{r['user_steps_per_s']:>13,.0f} user·steps/s  {ratio}  "
+              f"state {r['state_bytes_per_user']:,.0f} B/user, peak RSS growth "
+              f"{r['peak_rss_growth_bytes_per_user']:,.0f} B/user  "
+              f"(first call {r['first_call_s']:.1f} s) [{r['device']}]")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"recsim": recsim, "mtrlrec": rows}, f, indent=1)
+
+
+if __name__ == "__main__" and "--recsim-worker" not in sys.argv:
+    main()

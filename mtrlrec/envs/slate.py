@@ -95,6 +95,17 @@ from mtrlrec.core.spaces import Box, Dict, Slate
 from mtrlrec.envs.choice import ChoiceModel, MultinomialProportional
 
 REWARD_NAMES = ("click", "purchase", "watch_time", "return")
+
+
+def _uniform(words: jax.Array) -> jax.Array:
+    """Uniforms in [0, 1) from uint32 words (23 mantissa bits, as ``jax.random.uniform``)."""
+    mant = (words >> jnp.uint32(9)) | jnp.uint32(0x3F800000)
+    return jax.lax.bitcast_convert_type(mant, jnp.float32) - 1.0
+
+
+def _uniform_open(words: jax.Array) -> jax.Array:
+    """Uniforms in (0, 1): ``((w >> 9) + 1/2) / 2^23`` (for the inverse normal CDF)."""
+    return ((words >> jnp.uint32(9)).astype(jnp.float32) + 0.5) * (1.0 / 8388608.0)
 INTEREST_UPDATES = ("recsim", "additive", "smoothing")
 
 
@@ -379,15 +390,26 @@ class SlateEnv(Environment):
         return Slate(self.num_candidates, self.slate_size, distinct=True)
 
     # -- dynamics ----------------------------------------------------------------
-    def _sample_docs(self, key, params):
-        """``m`` candidates: features ``[m, D]``, quality ``[m]``, ids ``[m]``."""
+    # Randomness: every step draws one block of 32-bit words from its key
+    # (``jax.random.bits``) and carves all its uniforms, topics and normals out
+    # of it, instead of splitting keys for each draw; random-number generation
+    # is most of the cost of a step on CPU.
+    def _num_doc_words(self) -> int:
+        return 2 * self.num_candidates if not self.catalogue else 0
+
+    def _sample_docs(self, key, words, params):
+        """``m`` candidates: features ``[m, D]``, quality ``[m]``, ids ``[m]``.
+
+        Topic mode: ``c = word mod T`` (bias < T / 2^32) and
+        ``q = mu_c + sigma_q * Phi^{-1}(u)`` from the ``2m`` ``words``.
+        Catalogue mode: ``m`` rows without replacement drawn with ``key``.
+        """
         m = self.num_candidates
         if not self.catalogue:
-            k_topic, k_q = jax.random.split(key)
-            topic = jax.random.randint(k_topic, (m,), 0, self.num_topics, dtype=jnp.int32)
+            topic = (words[:m] % jnp.uint32(self.num_topics)).astype(jnp.int32)
             feats = jax.nn.one_hot(topic, self.num_topics, dtype=jnp.float32)
-            quality = (params.topic_means[topic]
-                       + params.quality_std * jax.random.normal(k_q, (m,), jnp.float32))
+            z = jnp.sqrt(2.0) * jax.lax.erf_inv(2.0 * _uniform_open(words[m:]) - 1.0)
+            quality = params.topic_means[topic] + params.quality_std * z
             return feats, quality, topic
         if self.fixed_catalogue:
             ids = jnp.arange(m, dtype=jnp.int32)
@@ -395,8 +417,9 @@ class SlateEnv(Environment):
             ids = jax.random.choice(key, self.num_items, (m,), replace=False).astype(jnp.int32)
         return params.catalogue_features[ids], params.catalogue_quality[ids], ids
 
-    def _new_user(self, key, params):
-        return jax.random.uniform(key, (self.user_dim,), jnp.float32, -1.0, 1.0)
+    def _new_user(self, words):
+        """``u ~ U(-1, 1)^D`` from ``D`` words."""
+        return 2.0 * _uniform(words) - 1.0
 
     def _state(self, user, docs, params):
         feats, quality, ids = docs
@@ -410,9 +433,10 @@ class SlateEnv(Environment):
         return {"user": state.user, "doc": state.doc_features}
 
     def reset_env(self, key, params):
-        k_user, k_docs = jax.random.split(key)
-        state = self._state(self._new_user(k_user, params), self._sample_docs(k_docs, params),
-                            params)
+        nd = self._num_doc_words()
+        words = jax.random.bits(key, (self.user_dim + nd,), jnp.uint32)
+        docs = self._sample_docs(jax.random.fold_in(key, 1), words[self.user_dim:], params)
+        state = self._state(self._new_user(words[: self.user_dim]), docs, params)
         return self._obs(state), state
 
     def _update_interests(self, u, d, shown_mean, click, coin, params):
@@ -433,10 +457,13 @@ class SlateEnv(Environment):
 
     def step_env(self, key, state, action, params):
         """One step for one user; ``action`` is ``[k]`` candidate indices (int32)."""
+        words = jax.random.bits(key, (4 + self._num_doc_words(),), jnp.uint32)
+        return self._step(key, words, state, action, params)
+
+    def _step(self, key, words, state, action, params):
         k = self.slate_size
-        k_unif, k_docs = jax.random.split(key)
-        # 0: choice, 1: interest coin, 2: purchase, 3: return
-        unif = jax.random.uniform(k_unif, (4,), jnp.float32)
+        # words[0]: choice, [1]: interest coin, [2]: purchase, [3]: return, [4:]: candidates
+        unif = _uniform(words[:4])
         action = jnp.asarray(action, jnp.int32)
         feats = state.doc_features[action]  # [k, D]
         quality = state.doc_quality[action]  # [k]
@@ -477,7 +504,8 @@ class SlateEnv(Environment):
             reward = jnp.dot(jnp.asarray(self.reward_weights, jnp.float32), components)
 
         if self.resample_documents:
-            feats_new, q_new, ids_new = self._sample_docs(k_docs, params)
+            feats_new, q_new, ids_new = self._sample_docs(
+                jax.random.fold_in(key, 1), words[4:], params)
         else:
             feats_new, q_new, ids_new = state.doc_features, state.doc_quality, state.doc_id
         new_state = SlateState(user=user, budget=budget, doc_features=feats_new,
@@ -499,23 +527,24 @@ class SlateEnv(Environment):
     def step(self, key, state, action, params=None):
         """One step with auto-reset (cheaper than the generic one).
 
-        The reset state shares the candidates freshly drawn by ``step_env``
+        The reset state shares the candidates freshly drawn by the step
         (independent of the past either way), so a reset draws only the new
-        user: ``D`` uniforms instead of a second candidate set. With
-        ``resample_documents=False`` a full reset is drawn.
+        user's ``D`` uniforms, from the same block of random words as the
+        step. With ``resample_documents=False`` a full reset is drawn.
         """
         if params is None:
             params = self.default_params()
         if not self.resample_documents:
             return super().step(key, state, action, params)
-        key_step, key_reset = jax.random.split(key)
-        obs, new_state, reward, terminated, truncated, info = self.step_env(
-            key_step, state, action, params)
+        n_step = 4 + self._num_doc_words()
+        words = jax.random.bits(key, (n_step + self.user_dim,), jnp.uint32)
+        obs, new_state, reward, terminated, truncated, info = self._step(
+            key, words[:n_step], state, action, params)
         done = jnp.logical_or(terminated, truncated)
         info = dict(info)
         info["final_observation"] = obs
         docs = (new_state.doc_features, new_state.doc_quality, new_state.doc_id)
-        reset_state = self._state(self._new_user(key_reset, params), docs, params)
+        reset_state = self._state(self._new_user(words[n_step:]), docs, params)
         new_state = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), reset_state, new_state)
         return self._obs(new_state), new_state, reward, terminated, truncated, info
 
