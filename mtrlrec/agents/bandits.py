@@ -308,7 +308,7 @@ def bernoulli_kl(p: jax.Array, q: jax.Array) -> jax.Array:
 
 
 def kl_ucb_index(mean: jax.Array, count: jax.Array, level: jax.Array,
-                 num_iters: int = 8) -> jax.Array:
+                 num_iters: int = 6) -> jax.Array:
     """:math:`\\max\\{q \\in [\\hat\\mu, 1] : N\\,\\mathrm{kl}(\\hat\\mu, q) \\le L\\}`, elementwise.
 
     Newton's method in :math:`s = -\\ln(1 - q)`, where
@@ -378,7 +378,7 @@ class KLUCB(_BanditAgent):
       num_iters: Newton iterations for the index (static).
     """
 
-    def __init__(self, c: float = 0.0, num_iters: int = 8):
+    def __init__(self, c: float = 0.0, num_iters: int = 6):
         self.c = check_float("KLUCB.c", c, low=0.0)
         self.num_iters = int(num_iters)
 
@@ -439,15 +439,24 @@ class ThompsonSampling(_BanditAgent):
       prior_beta: scalar or K pseudo-failures > 0.
       bit_source: random words of the Beta sampler, 'hash' (fast) or
         'threefry' (``jax.random.bits``), see :func:`sampling.random_bits`.
+      prior: optional initial strategy with ``pseudo_counts(K) -> (alpha,
+        beta)`` (``@UniformPrior()``, ``@ExpertPrior()`` of
+        :mod:`mtrlrec.agents.initial`); overrides ``prior_alpha/prior_beta``.
     """
 
     def __init__(self, prior_alpha: Any = 1.0, prior_beta: Any = 1.0,
-                 bit_source: str = "hash"):
+                 bit_source: str = "hash", prior: Any = None):
         if bit_source not in ("hash", "threefry"):
             raise ConfigError(
                 f"ThompsonSampling.bit_source must be 'hash' or 'threefry', got {bit_source!r}."
             )
         self.bit_source = bit_source
+        if prior is not None and not hasattr(prior, "pseudo_counts"):
+            raise ConfigError(
+                f"ThompsonSampling.prior must be an initial strategy such as @ExpertPrior(), "
+                f"got {prior!r}."
+            )
+        self.prior = prior
         self.prior_alpha = prior_alpha
         self.prior_beta = prior_beta
         # Scalars are checked now; lists once K is known (check_compatible).
@@ -457,6 +466,9 @@ class ThompsonSampling(_BanditAgent):
             check_float("ThompsonSampling.prior_beta", prior_beta, low=0.0, low_open=True)
 
     def _priors(self, k: int):
+        if self.prior is not None:
+            a, b = self.prior.pseudo_counts(k)
+            return np.asarray(a, np.float32), np.asarray(b, np.float32)
         a = _prior_vector("ThompsonSampling.prior_alpha", self.prior_alpha, k)
         b = _prior_vector("ThompsonSampling.prior_beta", self.prior_beta, k)
         return a, b

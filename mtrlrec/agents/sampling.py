@@ -65,7 +65,7 @@ def _lowbias32(x: jax.Array) -> jax.Array:
 
 
 def random_bits(key: jax.Array, n: int, source: str = "hash") -> jax.Array:
-    """``[n]`` uint32 random words.
+    r"""``[n]`` uint32 random words.
 
     ``source='threefry'`` is ``jax.random.bits``. ``source='hash'`` spends one
     threefry call for two 32-bit keys and expands them with a counter hash,
