@@ -543,9 +543,14 @@ class SlateEnv(Environment):
         done = jnp.logical_or(terminated, truncated)
         info = dict(info)
         info["final_observation"] = obs
-        docs = (new_state.doc_features, new_state.doc_quality, new_state.doc_id)
-        reset_state = self._state(self._new_user(words[n_step:]), docs, params)
-        new_state = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), reset_state, new_state)
+        # Only the user's fields are reset; the candidates are shared.
+        zero = jnp.float32(0.0)
+        new_state = new_state.replace(
+            user=jnp.where(done, self._new_user(words[n_step:]), new_state.user),
+            budget=jnp.where(done, params.initial_budget, new_state.budget),
+            clicks=jnp.where(done, zero, new_state.clicks),
+            quality_sum=jnp.where(done, zero, new_state.quality_sum),
+            t=jnp.where(done, jnp.int32(0), new_state.t))
         return self._obs(new_state), new_state, reward, terminated, truncated, info
 
     # -- helpers for oracle agents ----------------------------------------------------

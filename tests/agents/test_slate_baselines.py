@@ -7,7 +7,7 @@ import pytest
 
 from mtrlrec.agents.slate_baselines import FixedTopicSlate, OracleGreedySlate, RandomSlate
 from mtrlrec.core.errors import ConfigError
-from mtrlrec.core.spaces import Discrete
+from mtrlrec.core.spaces import Discrete, Slate
 from mtrlrec.core.wrappers import EpisodeStatistics
 from mtrlrec.envs import choice
 from mtrlrec.envs.slate import recsim_interest_evolution
@@ -45,6 +45,20 @@ def test_random_slates_are_distinct_and_uniform(env):
     freq = np.stack([(slates[:, j, None] == np.arange(10)).mean(0) for j in range(3)])
     se = np.sqrt(0.1 * 0.9 / n)
     assert np.all(np.abs(freq - 0.1) < 5 * se)
+
+
+def test_random_ordered_subsets_uniform():
+    """All 4·3·2 = 24 ordered 3-subsets of 4 candidates are equally likely (5 SE)."""
+    agent = RandomSlate()
+    agent.check_compatible(None, Slate(4, 3))
+    n = 24_000
+    keys = jax.random.split(jax.random.PRNGKey(2), n)
+    slates = np.asarray(jax.jit(jax.vmap(lambda k: agent.act(k, None, None)[0]))(keys))
+    codes = slates[:, 0] * 16 + slates[:, 1] * 4 + slates[:, 2]
+    values, counts = np.unique(codes, return_counts=True)
+    assert len(values) == 24
+    p = 1 / 24
+    assert np.all(np.abs(counts / n - p) < 5 * np.sqrt(p * (1 - p) / n))
 
 
 def test_oracle_takes_top_k_by_click_probability(env):
