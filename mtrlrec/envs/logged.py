@@ -35,6 +35,16 @@ OBD's 10,000-row random sample with 80 items that is about 125 pulls per item
 
 ``regret`` is the pseudo-regret against the log's empirical arm means,
 :math:`\max_b \bar r_b - \bar r_{a_t}` (empirical, so noisy for rare arms).
+
+**Contextual agents** (LinUCB, LinTS, ...) need the original rejection form,
+because their choice depends on the event's context:
+:class:`ContextualReplayBandit` shows event :math:`t`'s context, and the step
+is *accepted* only if the agent picks the logged action :math:`a_t`
+(``info['accepted']``; reward :math:`r_t`, else 0). Wrap the agent in
+:class:`ReplayAgent`, which discards the updates of rejected steps, so the agent
+learns only from accepted events exactly as in Algorithm 1. With uniform
+logging over K actions about one step in K is accepted; the policy's value is
+``cumulative_reward / cumulative_accepted`` (the loop reports both).
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mtrlrec.core.agent import Agent
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError, check_int
 from mtrlrec.core.spaces import Box, Discrete
@@ -192,4 +203,162 @@ class OBDReplayBandit(ReplayBandit):
                          name="OBDReplayBandit")
 
 
-__all__ = ["OBDReplayBandit", "ReplayBandit", "ReplayParams", "ReplayState", "replay_params"]
+@flax.struct.dataclass
+class ContextualReplayParams:
+    """A logged contextual bandit dataset (n events, d features).
+
+    Attributes:
+      contexts: ``[n, d]`` float32.
+      actions: ``[n]`` int32 logged actions.
+      rewards: ``[n]`` float32 logged rewards.
+    """
+
+    contexts: jax.Array
+    actions: jax.Array
+    rewards: jax.Array
+
+
+@flax.struct.dataclass
+class ContextualReplayState:
+    start: jax.Array  # first event replayed by this run
+    t: jax.Array  # events consumed
+
+
+class ContextualReplayBandit(Environment):
+    """Li et al. (2011) Algorithm 1 for contextual agents (see module docstring).
+
+    Each run starts at a random event (drawn in ``reset`` from its key) and
+    walks the log cyclically, so seeds replay different stretches of it;
+    ``exhausted`` flags steps after the whole log was used once.
+
+    Args:
+      contexts: ``[n, d]``; actions: ``[n]`` ints in ``0 .. num_actions-1``;
+      rewards: ``[n]``; num_actions: K >= 2.
+      random_start: start each run at a random event (else at event 0).
+    """
+
+    episodic = False
+    cumulative_metrics = ("reward", "accepted", "exhausted")
+
+    def __init__(self, contexts, actions, rewards, num_actions: int, random_start: bool = True,
+                 name: str = "ContextualReplayBandit"):
+        self.num_actions = check_int(f"{name}.num_actions", num_actions, min_value=2)
+        contexts = np.asarray(contexts, np.float32)
+        if contexts.ndim != 2 or contexts.shape[0] != np.asarray(actions).shape[0]:
+            raise ConfigError(
+                f"{name}: contexts must be [n, d] with n = len(actions), got {contexts.shape} "
+                f"and {np.asarray(actions).shape}."
+            )
+        if not np.all(np.isfinite(contexts)):
+            raise ConfigError(f"{name}: contexts must be finite.")
+        replay_params(actions, rewards, self.num_actions, name)  # validates actions/rewards
+        self._params = ContextualReplayParams(
+            contexts=jnp.asarray(contexts), actions=jnp.asarray(actions, jnp.int32),
+            rewards=jnp.asarray(rewards, jnp.float32))
+        self.num_events, self.context_dim = contexts.shape
+        self.random_start = bool(random_start)
+
+    def default_params(self) -> ContextualReplayParams:
+        return self._params
+
+    def observation_spec(self, params=None):
+        return Box(-np.inf, np.inf, (self.context_dim,))
+
+    def action_spec(self, params=None):
+        return Discrete(self.num_actions)
+
+    def reset_env(self, key, params):
+        n = params.actions.shape[0]
+        start = jax.random.randint(key, (), 0, n) if self.random_start else jnp.int32(0)
+        return params.contexts[start], ContextualReplayState(start=start, t=jnp.int32(0))
+
+    def step_env(self, key, state, action, params):
+        n = params.actions.shape[0]
+        i = (state.start + state.t) % n
+        accepted = action == params.actions[i]
+        reward = jnp.where(accepted, params.rewards[i], 0.0)
+        info = {
+            "accepted": accepted.astype(jnp.float32),
+            "exhausted": (state.t >= n).astype(jnp.float32),
+        }
+        new_state = ContextualReplayState(start=state.start, t=state.t + 1)
+        obs = params.contexts[(i + 1) % n]
+        false = jnp.bool_(False)
+        return obs, new_state, reward, false, false, info
+
+
+@gin.configurable
+class OBDContextualReplayBandit(ContextualReplayBandit):
+    """OBD's uniform-random log as a contextual replay (context: one-hot user features).
+
+    Args:
+      campaign: ``'all'``, ``'men'`` or ``'women'``.
+      position: events at this position only (0, 1, 2) or -1 for all.
+      affinity: append the user-item affinities to the context.
+      data_path: None for the committed sample, else an OBD directory.
+    """
+
+    def __init__(self, campaign: str = "all", position: int = -1, affinity: bool = False,
+                 data_path: str | None = None):
+        from mtrlrec.data import obd
+
+        position = check_int("OBDContextualReplayBandit.position", position, min_value=-1)
+        if position > 2:
+            raise ConfigError(f"OBDContextualReplayBandit.position must be -1, 0, 1 or 2, got {position}.")
+        log = obd.load("random", campaign, data_path)
+        keep = np.ones(log.num_rounds, bool) if position < 0 else log.position == position
+        super().__init__(log.context(affinity=affinity)[keep], log.action[keep], log.reward[keep],
+                         log.num_actions, name="OBDContextualReplayBandit")
+
+
+@gin.configurable
+class ReplayAgent(Agent):
+    """Wraps an agent so that it learns only from accepted replay steps.
+
+    ``update`` runs the wrapped agent's update and keeps its result only where
+    ``transition.info['accepted']`` is 1 (a ``lax.select`` over the state, no
+    branching), as Li et al. (2011) Algorithm 1 requires. Everything else is
+    delegated, so sweeps over the wrapped agent's hyperparameters still work.
+
+    Args:
+      agent: the agent to evaluate (e.g. ``@LinUCB()``).
+    """
+
+    def __init__(self, agent: Agent = gin.REQUIRED):
+        if not isinstance(agent, Agent):
+            raise ConfigError(f"ReplayAgent.agent must be an agent such as @LinUCB(), got {agent!r}.")
+        self.agent = agent
+
+    @property
+    def name(self) -> str:
+        return f"Replay({self.agent.name})"
+
+    def hparams(self):
+        return self.agent.hparams()
+
+    def check_compatible(self, obs_spec, action_spec):
+        self.agent.check_compatible(obs_spec, action_spec)
+
+    def init(self, key, obs_spec, action_spec):
+        return self.agent.init(key, obs_spec, action_spec)
+
+    def act(self, key, state, obs):
+        return self.agent.act(key, state, obs)
+
+    def update(self, key, state, transition):
+        if "accepted" not in transition.info:
+            raise ConfigError(
+                "ReplayAgent needs an environment reporting info['accepted'] "
+                "(ContextualReplayBandit); use the agent directly elsewhere."
+            )
+        new_state, metrics = self.agent.update(key, state, transition)
+        ok = transition.info["accepted"] > 0
+        state = jax.tree.map(lambda n, o: jax.lax.select(ok, n, o), new_state, state)
+        return state, metrics
+
+
+__all__ = [
+    "ContextualReplayBandit", "ContextualReplayParams", "OBDContextualReplayBandit",
+    "OBDReplayBandit", "ReplayAgent", "ReplayBandit", "ReplayParams", "ReplayState",
+    "replay_params",
+]
