@@ -99,9 +99,9 @@ def run_contextual(env: Environment, agent: Agent, *, num_steps: int, num_seeds:
         obs, es = env.reset(k_env, params)
         ast = agent.init(k_agent, env.observation_spec(params), env.action_spec(params))
 
-        def step(carry, _):
-            es, ast, obs, key = carry
-            key, k_act, k_env, k_upd = jax.random.split(key, 4)
+        def step(carry, step_keys):
+            es, ast, obs = carry
+            k_act, k_env, k_upd = step_keys[0], step_keys[1], step_keys[2]
             action, act_info = agent.act(k_act, ast, obs)
             obs2, es2, reward, term, trunc, info = env.step(k_env, es, action, params)
             tr = Transition(obs, action, reward, obs2, term, trunc, act_info, info)
@@ -117,15 +117,19 @@ def run_contextual(env: Environment, agent: Agent, *, num_steps: int, num_seeds:
                 for i, n in enumerate(env.reward_names):
                     m[f"reward/{n}"] = r[i]
             m.update(_scalars("agent/", am))
-            return (es2, ast2, obs2, key), m
+            return (es2, ast2, obs2), m
 
         def block_fn(carry, _):
-            carry, m = jax.lax.scan(step, carry, None, length=block)
+            es, ast, obs, key = carry
+            # one batched split per block, as the common loop does per window
+            keys = jax.random.split(key, 3 * block + 1)
+            step_keys = keys[1:].reshape((block, 3) + keys.shape[1:])
+            (es, ast, obs), m = jax.lax.scan(step, (es, ast, obs), step_keys)
+            key = keys[0]
             if learn:
-                es, ast, obs, key = carry
                 key, k_learn = jax.random.split(key)
-                carry = (es, agent.learn(k_learn, ast), obs, key)
-            return carry, {k: jnp.sum(v) for k, v in m.items()}
+                ast = agent.learn(k_learn, ast)
+            return (es, ast, obs, key), {k: jnp.sum(v) for k, v in m.items()}
 
         _, sums = jax.lax.scan(block_fn, (es, ast, obs, k_loop), None, length=num_blocks)
         return sums
