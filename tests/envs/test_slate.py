@@ -339,3 +339,29 @@ def test_episode_step_cap(episode_setup):
     stats = evaluate_episodes(env, agent, num_users=8, max_steps=5, chunk=4)
     np.testing.assert_array_equal(stats["episode_length"], 5.0)
     np.testing.assert_array_equal(stats["truncated"], 1.0)
+
+
+# -- Gin: every slate experiment builds (no run) ------------------------------------------
+@pytest.mark.parametrize("name", ["random_k2", "random_k3", "random_k3_cascade", "oracle_k2",
+                                  "oracle_k3", "fixed_topic_k2", "multitask_random_online"])
+def test_experiments_build(name):
+    import pathlib
+
+    from mtrlrec import experiment
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "slate" / f"{name}.gin"
+    exp = experiment.build([str(path)])
+    runner = exp.runner
+    assert runner.env.slate_size in (2, 3) and runner.env.num_candidates == 10
+    if name == "random_k3_cascade":
+        assert isinstance(runner.env.choice_model, choice.ExponentialCascade)
+
+
+def test_bad_gin_binding_names_the_parameter():
+    import pathlib
+
+    from mtrlrec import experiment
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "slate" / "random_k2.gin"
+    with pytest.raises(ConfigError, match="slate_size k=11 exceeds"):
+        experiment.build([str(path)], ["recsim_interest_evolution.slate_size = 11"])
