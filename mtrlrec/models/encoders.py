@@ -462,6 +462,21 @@ class SequenceEncoder(nn.Module):
             return self.proj(self.enc(x, mask))
         return self.pool(self.enc(x, mask, train), mask)
 
+    def sequence(self, ids: jax.Array, train: bool = False) -> jax.Array:
+        """Causal per-position representations ``[B, L, D]`` (``gru`` and ``transformer`` only).
+
+        Position t only sees the real items up to t, so one pass trains the
+        next-item prediction of every position (SASRec §III.E).
+        """
+        if self.kind not in ("gru", "transformer"):
+            raise ConfigError(f"SequenceEncoder.sequence needs kind 'gru' or 'transformer', got {self.kind!r}.")
+        mask = ids != 0
+        x = self.drop(self.items(ids), deterministic=not train)
+        if self.kind == "gru":
+            outs, _ = self.enc(x, mask)
+            return self.proj(self.drop(outs, deterministic=not train))
+        return self.enc(x, mask, train)
+
     def item_table(self) -> jax.Array:
         """Item embeddings ``[N + 1, D]`` (row 0 = padding = zeros)."""
         return self.items.all()
