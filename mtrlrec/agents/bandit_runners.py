@@ -165,8 +165,14 @@ class LaiRobbinsRunner:
 # -- Sutton & Barto Figure 2.6 ---------------------------------------------------------
 
 
-def _avg_reward_program(env: Environment, agent: Agent, num_steps: int):
-    """``f(keys [S], params [S], hp {name: [H]}) -> (avg reward, frac optimal) [H, S]``."""
+def seed_program(env: Environment, agent: Agent, num_steps: int):
+    """``f(keys [S], params [S], hp) -> (avg reward, frac optimal) [S]``: a lean loop.
+
+    The env and agent in a ``vmap`` over seeds of a ``lax.scan`` over steps that
+    keeps only running sums (no per-step metrics), used by the parameter study
+    and by ``benchmarks/perf/bandits.py``. ``hp`` overrides agent hparams
+    (shared by all seeds; may be empty).
+    """
 
     def one(key, params, hp):
         k_env, k_agent, key = jax.random.split(key, 3)
@@ -186,8 +192,12 @@ def _avg_reward_program(env: Environment, agent: Agent, num_steps: int):
         (_, _, _, _, total, opt), _ = jax.lax.scan(step, init, None, length=num_steps)
         return total / num_steps, opt / num_steps
 
-    per_seed = jax.vmap(one, in_axes=(0, 0, None))
-    return jax.vmap(per_seed, in_axes=(None, None, 0))
+    return jax.vmap(one, in_axes=(0, 0, None))
+
+
+def _avg_reward_program(env: Environment, agent: Agent, num_steps: int):
+    """``f(keys [S], params [S], hp {name: [H]}) -> (avg reward, frac optimal) [H, S]``."""
+    return jax.vmap(seed_program(env, agent, num_steps), in_axes=(None, None, 0))
 
 
 def _default_families():

@@ -1,0 +1,182 @@
+"""Throughput of the bandit agents: ours against vectorised NumPy and MABWiser.
+
+K = 10 Bernoulli arms (means linspace(0.1, 0.9, 10)), R runs × T steps, for
+Thompson sampling, UCB1, KL-UCB and ε-greedy. For each algorithm it measures
+pulls per second (runs × steps / seconds, compilation excluded) of
+
+* ``loop``: our jitted, vmapped online loop (``mtrlrec.train.loop.run``, which
+  also logs windowed metrics and cumulative regret);
+* ``scan``: the same env and agent objects in a minimal ``jit(vmap(scan))``
+  that keeps only reward and optimal-pull sums (the loop without its logging,
+  from :mod:`mtrlrec.agents.bandit_runners`), to show the loop's overhead;
+* ``numpy``: a vectorised NumPy implementation of the same algorithm in this
+  script (all runs as one array, one Python iteration per step), same arms and
+  horizon;
+* ``mabwiser``: MABWiser (``pip install mabwiser``; the ``peers`` extra), one
+  run, ``predict`` + ``partial_fit`` per pull, as practitioners use it.
+
+and prints the ratios. Run::
+
+    python benchmarks/perf/bandits.py            # 1,000 runs × 10,000 steps
+    python benchmarks/perf/bandits.py --quick    # 200 runs × 2,000 steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mtrlrec.agents import bandits as A
+from mtrlrec.agents.bandit_runners import seed_program
+from mtrlrec.envs.bandits import BernoulliBandit
+from mtrlrec.train import loop
+
+K = 10
+MEANS = np.linspace(0.1, 0.9, K)
+
+
+# -- NumPy, vectorised over runs ---------------------------------------------------------
+
+
+def _np_klucb_index(p, n, level, iters=6):
+    """Same algorithm as ``kl_ucb_index``: Newton in s = -ln(1 - q)."""
+    target = level / n
+    p1 = np.minimum(p, 1 - 1e-7)
+    with np.errstate(all="ignore"):
+        s_p = -np.log1p(-p1)
+        plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0)
+        log1mp = np.log1p(-p1)
+        qp = p + np.sqrt(target / 2)
+        s_pin = np.where(qp < 1, -np.log1p(-np.minimum(qp, 1 - 1e-7)), np.inf)
+        s = np.maximum(np.minimum(s_pin, (target - plogp) / (1 - p1) - log1mp), s_p)
+        for _ in range(iters):
+            q = -np.expm1(-s)
+            d = q - p
+            f = (np.where(p > 0, -p * np.log1p(d / np.where(p > 0, p, 1)), 0)
+                 - (1 - p) * np.log1p(-d / (1 - p1)) - target)
+            df = 1 - p / np.maximum(q, 1e-30)
+            step = np.where(df > 0, f / np.where(df > 0, df, 1), 0)
+            s = np.maximum(s - np.maximum(step, 0), s_p)
+    return np.where(p >= 1, 1.0, np.clip(-np.expm1(-s), p, 1))
+
+
+def numpy_run(name: str, runs: int, steps: int, seed: int = 0) -> float:
+    """Runs ``name`` vectorised over ``runs``; returns seconds."""
+    rng = np.random.default_rng(seed)
+    rows = np.arange(runs)
+    n = np.zeros((runs, K))
+    q = np.zeros((runs, K))
+    succ = np.ones((runs, K))
+    fail = np.ones((runs, K))
+    regret = np.zeros(runs)
+    t0 = time.perf_counter()
+    for t in range(steps):
+        if name == "TS":
+            a = np.argmax(rng.beta(succ, fail), 1)
+        elif name == "UCB1":
+            idx = q + math.sqrt(2) * np.sqrt(math.log(max(t, 1)) / np.maximum(n, 1))
+            a = np.argmax(np.where(n > 0, idx, np.inf), 1)
+        elif name == "KL-UCB":
+            idx = _np_klucb_index(q, np.maximum(n, 1), math.log(max(t, 1)))
+            a = np.argmax(np.where(n > 0, idx, np.inf), 1)
+        else:  # ε-greedy, ε = 0.1, random tie-break
+            noise = rng.random((runs, K))
+            greedy = np.argmax(np.where(q >= q.max(1, keepdims=True), noise, -1), 1)
+            a = np.where(rng.random(runs) < 0.1, rng.integers(0, K, runs), greedy)
+        r = rng.random(runs) < MEANS[a]
+        regret += MEANS.max() - MEANS[a]
+        n[rows, a] += 1
+        q[rows, a] += (r - q[rows, a]) / n[rows, a]
+        succ[rows, a] += r
+        fail[rows, a] += ~r
+    return time.perf_counter() - t0
+
+
+def mabwiser_run(name: str, pulls: int, seed: int = 0) -> float | None:
+    """One MABWiser run of ``pulls`` predict/partial_fit pairs; seconds (None if absent)."""
+    try:
+        from mabwiser.mab import MAB, LearningPolicy
+    except ImportError:
+        return None
+    policies = {
+        "TS": LearningPolicy.ThompsonSampling(),
+        "UCB1": LearningPolicy.UCB1(alpha=math.sqrt(2)),
+        "ε-greedy": LearningPolicy.EpsilonGreedy(epsilon=0.1),
+    }
+    if name not in policies:
+        return None
+    rng = np.random.default_rng(seed)
+    mab = MAB(arms=list(range(K)), learning_policy=policies[name], seed=seed)
+    mab.fit(decisions=list(range(K)), rewards=[0] * K)
+    t0 = time.perf_counter()
+    for _ in range(pulls):
+        a = mab.predict()
+        mab.partial_fit([a], [int(rng.random() < MEANS[a])])
+    return time.perf_counter() - t0
+
+
+AGENTS = {
+    "TS": lambda: A.ThompsonSampling(),
+    "UCB1": lambda: A.UCB1(),
+    "KL-UCB": lambda: A.KLUCB(),
+    "ε-greedy": lambda: A.EpsilonGreedy(0.1),
+}
+
+
+def ours_loop(name: str, runs: int, steps: int) -> float:
+    """pulls/s of ``loop.run`` (the 9 chunks after the compiling one)."""
+    env = BernoulliBandit(K, means=MEANS.tolist())
+    out = loop.run(env, AGENTS[name](), num_steps=steps, num_seeds=runs,
+                   log_every=steps // 10, num_chunks=10)
+    return runs * steps * 0.9 / out.seconds
+
+
+def ours_scan(name: str, runs: int, steps: int) -> float:
+    """pulls/s of a minimal jit(vmap(scan)) over the same env and agent (2nd call)."""
+    env = BernoulliBandit(K, means=MEANS.tolist())
+    fn = jax.jit(seed_program(env, AGENTS[name](), steps))
+    keys = jax.random.split(jax.random.PRNGKey(0), runs)
+    params = jax.tree.map(lambda x: jnp.broadcast_to(x, (runs,) + x.shape), env.default_params())
+    hp = {}
+    jax.block_until_ready(fn(keys, params, hp))  # compile
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(keys, params, hp))
+    return runs * steps / (time.perf_counter() - t0)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=10_000)
+    ap.add_argument("--numpy-steps", type=int, default=None,
+                    help="steps timed for NumPy (default: --steps)")
+    ap.add_argument("--mabwiser-pulls", type=int, default=2000)
+    ap.add_argument("--quick", action="store_true", help="200 runs × 2,000 steps")
+    ap.add_argument("--algos", default="TS,UCB1,KL-UCB,ε-greedy")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.runs, args.steps, args.mabwiser_pulls = 200, 2000, 500
+    np_steps = args.numpy_steps or args.steps
+    print(f"K = {K} Bernoulli arms, {args.runs} runs × {args.steps} steps; "
+          f"devices: {jax.devices()}")
+    header = (f"{'algorithm':10s} {'loop':>12s} {'scan':>12s} {'numpy':>12s} {'mabwiser':>10s}"
+              f" {'loop/np':>8s} {'scan/np':>8s} {'loop/mabw':>10s}")
+    print(header)
+    for name in args.algos.split(","):
+        v_loop = ours_loop(name, args.runs, args.steps)
+        v_scan = ours_scan(name, args.runs, args.steps)
+        v_np = args.runs * np_steps / numpy_run(name, args.runs, np_steps)
+        sec = mabwiser_run(name, args.mabwiser_pulls)
+        v_mw = args.mabwiser_pulls / sec if sec else float("nan")
+        print(f"{name:10s} {v_loop:12,.0f} {v_scan:12,.0f} {v_np:12,.0f} {v_mw:10,.0f}"
+              f" {v_loop / v_np:8.2f} {v_scan / v_np:8.2f} {v_loop / v_mw:10,.0f}", flush=True)
+    print("(pulls/s; ratios > 1 mean ours is faster; nan: MABWiser missing or lacks the policy)")
+
+
+if __name__ == "__main__":
+    main()
