@@ -273,5 +273,11 @@ class NextItemRunner:
         final["epochs"] = np.full(S, float(out.epochs[-1]))
         final["seconds_per_epoch"] = np.asarray([out.seconds_per_epoch])
         final.update(extra)
+        if ctx.run_dir is not None:
+            # Export (seed-batched) for agents: PretrainedParams.path = '<run_dir>/params.msgpack'.
+            meta = {"model": self.model, "num_items": N, "features": self.features, "hidden": self.hidden,
+                    "num_layers": self.num_layers, "num_heads": self.num_heads, "max_len": self.max_len,
+                    "num_seeds": S, "module": "SequenceEncoder" if self.model != "mf" else "MatrixFactorization"}
+            supervised.save_params(ctx.run_dir / "params.msgpack", out.params["params"], meta=meta)
         curves = out.curves
         return Result(final=final, curves=curves, steps=out.epochs, primary=f"valid/{monitor}")

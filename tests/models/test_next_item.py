@@ -32,12 +32,12 @@ def data_dir(tmp_path_factory):
     return str(_write_log(tmp_path_factory.mktemp("ml")))
 
 
-def _run(data_dir, model, **kw):
+def _run(data_dir, model, run_dir=None, **kw):
     args = dict(model=model, data_path=data_dir, max_len=8, features=16, hidden=16, num_layers=1,
                 num_heads=2, batch_size=32, num_epochs=30, patience=30, train_stride=4, learning_rate=0.01,
                 dropout=0.0)
     args.update(kw)
-    return next_item.NextItemRunner(**args)(RunContext(num_seeds=2))
+    return next_item.NextItemRunner(**args)(RunContext(num_seeds=2, run_dir=run_dir))
 
 
 def test_stride_windows_train_every_prefix_once():
@@ -62,9 +62,9 @@ def test_stride_windows_train_every_prefix_once():
     np.testing.assert_array_equal(w[:, :-1], 0)  # stride 1 = RecBole: loss on the last position only
 
 
-def test_sequence_models_learn_the_pattern_pop_does_not(data_dir):
+def test_sequence_models_learn_the_pattern_pop_does_not(data_dir, tmp_path):
     pop = _run(data_dir, "pop")
-    sas = _run(data_dir, "sasrec")
+    sas = _run(data_dir, "sasrec", run_dir=tmp_path)
     # Pop ranks the 12 items by count (nearly uniform here) with the history masked.
     assert pop.final["test/hr@10"].shape == (2,)
     # SASRec learns 'next = previous + 1' nearly perfectly; test targets are unseen positions.
@@ -72,6 +72,32 @@ def test_sequence_models_learn_the_pattern_pop_does_not(data_dir):
     assert np.all(sas.final["test/mrr@10"] > 0.6)
     assert np.all(sas.final["test/mrr@10"] > pop.final["test/mrr@10"] + 0.3)
     assert sas.curves["valid/mrr@10"].shape[0] == 2
+    # Hand the pretrained encoder to another model (e.g. an agent's network) through PretrainedParams.
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    from mtrlrec.models.encoders import SequenceEncoder
+    from mtrlrec.train.supervised import PretrainedParams
+
+    class Agent(nn.Module):
+        @nn.compact
+        def __call__(self, ids):
+            h = SequenceEncoder(num_items=NUM_ITEMS, features=16, kind="transformer", num_layers=1,
+                                num_heads=2, max_len=8, name="encoder")(ids)
+            return nn.Dense(3, name="q")(h)
+
+    ids = jnp.array([[0, 0, 1, 2, 3, 4, 5, 6]], jnp.int32)
+    agent = Agent()
+    params = jax.jit(agent.init)(jax.random.PRNGKey(5), ids)
+    loaded = PretrainedParams(path=str(tmp_path / "params.msgpack"), subtree="encoder", index=1).insert(params)
+    assert jax.jit(agent.apply)(loaded, ids).shape == (1, 3)
+    ref = next_item.supervised.load_params(tmp_path / "params.msgpack", index=1)
+    jax.tree.map(np.testing.assert_array_equal, loaded["params"]["encoder"], ref)
+    jax.tree.map(np.testing.assert_array_equal, loaded["params"]["q"], params["params"]["q"])
+    # The pretrained encoder is not the fresh initialisation.
+    assert not np.allclose(ref["items"]["table"]["embedding"],
+                           params["params"]["encoder"]["items"]["table"]["embedding"])
 
 
 def test_mf_runs(data_dir):
