@@ -248,7 +248,7 @@ class NextItemRunner:
             mt = _metrics(s_t, jnp.asarray(te.target), tex if self.mask_history else _pad_mask(s_t), self.k)
             test = {f"test/{k}": np.full(S, float(np.mean(v))) for k, v in mt.items()}
             valid = {f"valid/{k}": np.full(S, float(np.mean(v))) for k, v in mv.items()}
-            return Result(final={**test, **valid}, primary=None)
+            return Result(final={**test, **valid, "epochs": np.zeros(S)}, primary=None)
         if self.model == "mf":
             uu, ii = np.nonzero(split.train_seen[:, 1:])
             train = (jnp.asarray(uu, jnp.int32), jnp.asarray(ii + 1, jnp.int32))
