@@ -112,10 +112,10 @@ _RESULTS: dict = {}
 
 
 def _analyse(campaign, evaluation, data_path, num_mc, num_folds, prior_strength, clip,
-             switch_tau, num_bootstrap, alpha, seed, bts_dist="prior"):
+             switch_tau, num_bootstrap, alpha, seed, bts_dist="prior", reward_model="empirical"):
     """All estimators for one (campaign, direction); cached so table rows share it."""
     key_ = (campaign, evaluation, data_path, num_mc, num_folds, prior_strength, clip,
-            switch_tau, num_bootstrap, alpha, seed, bts_dist)
+            switch_tau, num_bootstrap, alpha, seed, bts_dist, reward_model)
     if key_ in _RESULTS:
         return _RESULTS[key_]
     behavior = "random" if evaluation == "bts" else "bts"
@@ -160,6 +160,20 @@ def _analyse(campaign, evaluation, data_path, num_mc, num_folds, prior_strength,
             sample_weight=counts)
         inputs = ope.make_inputs_context_free(pol, a, k, ps, r, q_table, f)
         return ope.estimate(inputs, sample_weight=counts, clip=clip, switch_tau=switch_tau)
+
+    if reward_model == "logistic":
+        # a contextual click model, fitted once (cross-fitted); the bootstrap
+        # keeps it fixed (refitting 1,000 times is too slow on a CPU), so DM's
+        # interval omits the model's own sampling noise.
+        features = jnp.asarray(log.context())
+        lparams = ope.fit_logistic_reward_model(
+            features, arrays[1], arrays[2], arrays[4], num_actions=num_actions,
+            num_positions=num_positions, fold=fold, num_folds=num_folds)
+        fixed = ope.logistic_inputs(lparams, features, arrays[0], arrays[1], arrays[2],
+                                    arrays[3], arrays[4], fold)
+
+        def estimates(counts):  # noqa: F811
+            return ope.estimate(fixed, sample_weight=counts, clip=clip, switch_tau=switch_tau)
 
     full = jax.jit(estimates)(jnp.ones(n, jnp.float32))
     samples = ope.bootstrap_map(estimates, k_boot, n, num_bootstrap)
@@ -214,6 +228,11 @@ class OBDOPERunner:
       switch_tau: threshold τ of switch-DR.
       num_bootstrap: bootstrap replicates.
       alpha: 1 - confidence level of the intervals.
+      reward_model: the DM/DR model: ``'empirical'`` (smoothed click rate per
+        item and position, refitted on every bootstrap replicate) or
+        ``'logistic'`` (L2 logistic regression on the user features, item and
+        position, :func:`mtrlrec.eval.ope.fit_logistic_reward_model`; fitted
+        once, fixed in the bootstrap).
       bts_dist: how the BTS evaluation policy's action distribution is obtained:
         ``'prior'`` (Monte Carlo over obp's production prior, as the paper) or
         ``'logged'`` (the item-position frequencies of the BTS log itself, a
@@ -234,6 +253,7 @@ class OBDOPERunner:
         num_bootstrap: int = 1000,
         alpha: float = 0.05,
         bts_dist: str = "prior",
+        reward_model: str = "empirical",
     ):
         if campaign not in obd.CAMPAIGNS:
             raise ConfigError(f"OBDOPERunner.campaign must be one of {obd.CAMPAIGNS}, got {campaign!r}.")
@@ -255,12 +275,16 @@ class OBDOPERunner:
         if bts_dist not in ("prior", "logged"):
             raise ConfigError(f"OBDOPERunner.bts_dist must be 'prior' or 'logged', got {bts_dist!r}.")
         self.bts_dist = bts_dist
+        if reward_model not in ("empirical", "logistic"):
+            raise ConfigError(
+                f"OBDOPERunner.reward_model must be 'empirical' or 'logistic', got {reward_model!r}.")
+        self.reward_model = reward_model
 
     def analyse(self, seed: int = 0) -> dict:
         """All estimators' estimates, CIs and relative errors (cached per process)."""
         return _analyse(self.campaign, self.evaluation, self.data_path, self.num_mc,
                         self.num_folds, self.prior_strength, self.clip, self.switch_tau,
-                        self.num_bootstrap, self.alpha, seed, self.bts_dist)
+                        self.num_bootstrap, self.alpha, seed, self.bts_dist, self.reward_model)
 
     def __call__(self, ctx: RunContext) -> Result:
         res = self.analyse(ctx.seed)

@@ -151,6 +151,7 @@ def test_ope_runner_random_from_bts_matches_numpy():
         (dict(clip=0.0), "OBDOPERunner.clip must be > 0"),
         (dict(num_bootstrap=1), "OBDOPERunner.num_bootstrap"),
         (dict(bts_dist="posterior"), "OBDOPERunner.bts_dist"),
+        (dict(reward_model="forest"), "OBDOPERunner.reward_model"),
     ],
 )
 def test_ope_runner_bad_bindings(kwargs, match):
