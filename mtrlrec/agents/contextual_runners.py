@@ -229,6 +229,17 @@ class WheelRunner:
 # Ads and pricing
 # --------------------------------------------------------------------------
 
+ADS_METRICS = ("ctr", "cvr", "conversions")
+PRICING_METRICS = ("revenue", "spend", "pooled_regret", "constrained_regret",
+                   "budget_violation")
+
+
+def _not_applicable(names, num_seeds, have=()):
+    """NaN columns for the other domain's metrics, so one table can hold ads and
+    pricing rows (the bench harness needs every column in every row)."""
+    return {n: np.full(num_seeds, np.nan) for n in names if n not in have}
+
+
 
 @gin.configurable
 class AdsRunner:
@@ -268,6 +279,7 @@ class AdsRunner:
             "expected_conversions": out["expected_conversion"].sum(-1) / t,
             "regret": out["regret"].sum(-1),
         }
+        final.update(_not_applicable(PRICING_METRICS, ctx.num_seeds))
         _log_curves(ctx, steps, curves)
         return _result(final=final, curves=curves, steps=steps, primary="cumulative_regret")
 
@@ -318,5 +330,7 @@ class PricingRunner:
             final["budget_violation"] = spend / t - self.env.max_discount_spend
         if "agent/lambda" in out:
             final["lambda"] = out["agent/lambda"][..., -1] / block
+        final.update(_not_applicable(ADS_METRICS + ("constrained_regret", "budget_violation"),
+                                     ctx.num_seeds, final))
         _log_curves(ctx, steps, curves)
         return _result(final=final, curves=curves, steps=steps, primary="cumulative_regret")
