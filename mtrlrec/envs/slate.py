@@ -160,9 +160,9 @@ class SlateState:
 
     user: jax.Array  # [D] interests u
     budget: jax.Array  # B
-    doc_features: jax.Array  # [m, D]
     doc_quality: jax.Array  # [m]
-    doc_id: jax.Array  # [m] int32: topic (topic mode) or catalogue row
+    doc_id: jax.Array  # [m] int32: topic (topic mode) or catalogue row; features are
+    # looked up from it (one-hot topic or catalogue row), so the state stays small
     clicks: jax.Array  # clicks so far in the episode
     quality_sum: jax.Array  # sum of clicked qualities in the episode
     t: jax.Array  # steps so far in the episode
@@ -424,20 +424,25 @@ class SlateEnv(Environment):
     def _state(self, user, docs, params):
         feats, quality, ids = docs
         z = jnp.float32(0.0)
-        return SlateState(user=user, budget=params.initial_budget, doc_features=feats,
+        return SlateState(user=user, budget=params.initial_budget,
                           doc_quality=quality, doc_id=ids, clicks=z, quality_sum=z,
                           t=jnp.int32(0))
 
-    @staticmethod
-    def _obs(state):
-        return {"user": state.user, "doc": state.doc_features}
+    def features(self, ids, params):
+        """Item features ``[..., D]`` of item ids (topics or catalogue rows)."""
+        if not self.catalogue:
+            return jax.nn.one_hot(ids, self.num_topics, dtype=jnp.float32)
+        return params.catalogue_features[ids]
+
+    def _obs(self, state, params):
+        return {"user": state.user, "doc": self.features(state.doc_id, params)}
 
     def reset_env(self, key, params):
         nd = self._num_doc_words()
         words = jax.random.bits(key, (self.user_dim + nd,), jnp.uint32)
         docs = self._sample_docs(jax.random.fold_in(key, 1), words[self.user_dim:], params)
         state = self._state(self._new_user(words[: self.user_dim]), docs, params)
-        return self._obs(state), state
+        return self._obs(state, params), state
 
     def _update_interests(self, u, d, shown_mean, click, coin, params):
         if self.interest_update == "recsim":
@@ -465,7 +470,7 @@ class SlateEnv(Environment):
         # words[0]: choice, [1]: interest coin, [2]: purchase, [3]: return, [4:]: candidates
         unif = _uniform(words[:4])
         action = jnp.asarray(action, jnp.int32)
-        feats = state.doc_features[action]  # [k, D]
+        feats = self.features(state.doc_id[action], params)  # [k, D]
         quality = state.doc_quality[action]  # [k]
         scores = feats @ state.user  # [k]
         probs = self.choice_model.probabilities(scores, params)  # [k+1]
@@ -507,8 +512,8 @@ class SlateEnv(Environment):
             feats_new, q_new, ids_new = self._sample_docs(
                 jax.random.fold_in(key, 1), words[4:], params)
         else:
-            feats_new, q_new, ids_new = state.doc_features, state.doc_quality, state.doc_id
-        new_state = SlateState(user=user, budget=budget, doc_features=feats_new,
+            feats_new, q_new, ids_new = None, state.doc_quality, state.doc_id
+        new_state = SlateState(user=user, budget=budget,
                                doc_quality=q_new, doc_id=ids_new, clicks=clicks,
                                quality_sum=quality_sum, t=t)
         slot = jnp.arange(k) == idx
@@ -522,7 +527,7 @@ class SlateEnv(Environment):
             "slate_click": slot.astype(jnp.float32),
             "slate_quality": quality,
         }
-        return self._obs(new_state), new_state, reward, terminated, truncated, info
+        return self._obs(new_state, params), new_state, reward, terminated, truncated, info
 
     def step(self, key, state, action, params=None):
         """One step with auto-reset (cheaper than the generic one).
@@ -551,7 +556,7 @@ class SlateEnv(Environment):
             clicks=jnp.where(done, zero, new_state.clicks),
             quality_sum=jnp.where(done, zero, new_state.quality_sum),
             t=jnp.where(done, jnp.int32(0), new_state.t))
-        return self._obs(new_state), new_state, reward, terminated, truncated, info
+        return self._obs(new_state, params), new_state, reward, terminated, truncated, info
 
     # -- helpers for oracle agents ----------------------------------------------------
     def click_probabilities(self, obs, params=None) -> jax.Array:

@@ -84,7 +84,7 @@ def test_choice_draw_frequencies(env):
     params = env.default_params()
     _, state = env.reset_env(jax.random.PRNGKey(0), params)
     user = jnp.linspace(-0.9, 0.9, 20)
-    state = state.replace(user=user, doc_features=jax.nn.one_hot(jnp.arange(10) * 2, 20))
+    state = state.replace(user=user, doc_id=jnp.arange(10, dtype=jnp.int32) * 2)
     action = jnp.array([9, 1], jnp.int32)  # topics 18 and 2
     n = 20_000
     keys = jax.random.split(jax.random.PRNGKey(5), n)
@@ -110,8 +110,7 @@ def test_click_updates_interest_and_budget():
     params = env.default_params()
     _, state = env.reset_env(jax.random.PRNGKey(0), params)
     u = jnp.full((20,), 0.2).at[5].set(-0.4)
-    feats = jax.nn.one_hot(jnp.array([5, 1, 2]), 20)
-    state = state.replace(user=u, budget=jnp.float32(100.0), doc_features=feats,
+    state = state.replace(user=u, budget=jnp.float32(100.0), doc_id=jnp.array([5, 1, 2]),
                           doc_quality=jnp.array([1.5, 0.0, 0.0]))
     step = jax.jit(env.step_env)
     ups = 0
