@@ -61,6 +61,13 @@ def _regret_info(means: jax.Array, action: jax.Array) -> dict[str, jax.Array]:
     return {"regret": best - mu, "optimal_action": (mu >= best).astype(jnp.float32)}
 
 
+def _step_no_reset(self, key, state, action, params=None):
+    """``Environment.step`` for never-ending bandits: no auto-reset, so no key split."""
+    if params is None:
+        params = self.default_params()
+    return self.step_env(key, state, action, params)
+
+
 def _check_means(name: str, means, num_arms: int, low=None, high=None) -> None:
     """Host-side check of concrete ``means`` (any leading batch axes)."""
     m = np.asarray(means)
@@ -94,6 +101,8 @@ class _StationaryBandit(Environment):
 
     def reset_env(self, key, params):
         return jnp.zeros((), jnp.float32), BanditState(t=jnp.int32(0))
+
+    step = _step_no_reset
 
     def sample_reward(self, key, mean):
         raise NotImplementedError
@@ -223,6 +232,8 @@ class _MovingBandit(Environment):
             return (jax.random.uniform(key) < mean).astype(jnp.float32)
         return mean + self.noise_std * jax.random.normal(key, (), jnp.float32)
 
+    step = _step_no_reset
+
     def _move(self, key, means):
         raise NotImplementedError
 
@@ -329,6 +340,7 @@ class ClickConversionBandit(Environment):
     episodic = False
     reward_names = ("click", "conversion")
     cumulative_metrics = ("regret",)
+    step = _step_no_reset
 
     def __init__(self, num_arms: int = 5, click: Sequence[float] | None = None,
                  conversion: Sequence[float] | None = None,
