@@ -33,13 +33,15 @@ through the choice model (default multinomial proportional with no-click mass
 (budget before the update). Multi-task components beyond RecSim:
 
 * ``click`` :math:`\in \{0, 1\}`;
-* ``purchase`` :math:`\sim \mathrm{Bernoulli}(\sigma(\beta_p + \beta_{pq} q_i + \beta_{ps} s_i))`
+* ``purchase``
+  :math:`\sim \mathrm{Bernoulli}(\sigma(\beta_p + \beta_{pq} q_i + \beta_{ps} s_i))`
   given a click (defaults :math:`\beta_p = -2, \beta_{pq} = 1, \beta_{ps} = 1`), 0 otherwise;
 * ``watch_time`` :math:`w`;
 * ``return``: drawn when the budget runs out (``terminated``), whether the user
-  comes back for another session, :math:`\sim \mathrm{Bernoulli}(\sigma(\beta_r + \beta_{rq} \bar q))`
-  with :math:`\bar q` the mean quality of the items clicked in the session (0 if
-  none); defaults :math:`\beta_r = 0, \beta_{rq} = 1`; 0 on other steps.
+  comes back for another session,
+  :math:`\sim \mathrm{Bernoulli}(\sigma(\beta_r + \beta_{rq} \bar q))` with
+  :math:`\bar q` the mean quality of the items clicked in the session (0 if none);
+  defaults :math:`\beta_r = 0, \beta_{rq} = 1`; 0 on other steps.
 
 The reward is the vector of these four components (``reward_weights=None``)
 or their weighted sum (default weights click 1, purchase 5, watch time 0, return
@@ -55,9 +57,11 @@ RecSim's ``clicked_watchtime_reward``).
   :math:`u \leftarrow u - \Delta`; then clip to [-1, 1]. For one-hot ``d = e_c``
   only :math:`u_c` moves, by :math:`\pm (0.3 - 0.3|u_c|)(1 - u_c)`.
 * ``'additive'`` (:math:`s' = s \oplus a`):
-  :math:`u \leftarrow \mathrm{clip}(u + \eta\, \mathbb 1[\text{click}]\, d + \nu \bar d_{\text{shown}}, -1, 1)`.
-* ``'smoothing'``: :math:`u \leftarrow \mathrm{clip}(\alpha u + (1 - \alpha) \tilde u + \nu \bar d_{\text{shown}}, -1, 1)`
-  with :math:`\tilde u = d` on a click and :math:`\tilde u = u` otherwise.
+  :math:`u \leftarrow \mathrm{clip}(u + \eta\, \mathbb 1[\text{click}]\, d
+  + \nu \bar d_{\text{shown}}, -1, 1)`.
+* ``'smoothing'``: :math:`u \leftarrow \mathrm{clip}(\alpha u + (1 - \alpha) \tilde u
+  + \nu \bar d_{\text{shown}}, -1, 1)` with :math:`\tilde u = d` on a click and
+  :math:`\tilde u = u` otherwise.
 
 Here :math:`\bar d_{\text{shown}}` is the mean feature vector of the slate and
 :math:`\eta` = ``update_rate`` (0.1), :math:`\alpha` = ``smoothing_alpha``
@@ -398,7 +402,7 @@ class SlateEnv(Environment):
         return 2 * self.num_candidates if not self.catalogue else 0
 
     def _sample_docs(self, key, words, params):
-        """``m`` candidates: features ``[m, D]``, quality ``[m]``, ids ``[m]``.
+        """``m`` candidates: quality ``[m]`` and ids ``[m]`` (topics or catalogue rows).
 
         Topic mode: ``c = word mod T`` (bias < T / 2^32) and
         ``q = mu_c + sigma_q * Phi^{-1}(u)`` from the ``2m`` ``words``.
@@ -407,22 +411,21 @@ class SlateEnv(Environment):
         m = self.num_candidates
         if not self.catalogue:
             topic = (words[:m] % jnp.uint32(self.num_topics)).astype(jnp.int32)
-            feats = jax.nn.one_hot(topic, self.num_topics, dtype=jnp.float32)
             z = jnp.sqrt(2.0) * jax.lax.erf_inv(2.0 * _uniform_open(words[m:]) - 1.0)
             quality = params.topic_means[topic] + params.quality_std * z
-            return feats, quality, topic
+            return quality, topic
         if self.fixed_catalogue:
             ids = jnp.arange(m, dtype=jnp.int32)
         else:
             ids = jax.random.choice(key, self.num_items, (m,), replace=False).astype(jnp.int32)
-        return params.catalogue_features[ids], params.catalogue_quality[ids], ids
+        return params.catalogue_quality[ids], ids
 
     def _new_user(self, words):
         """``u ~ U(-1, 1)^D`` from ``D`` words."""
         return 2.0 * _uniform(words) - 1.0
 
     def _state(self, user, docs, params):
-        feats, quality, ids = docs
+        quality, ids = docs
         z = jnp.float32(0.0)
         return SlateState(user=user, budget=params.initial_budget,
                           doc_quality=quality, doc_id=ids, clicks=z, quality_sum=z,
@@ -509,10 +512,9 @@ class SlateEnv(Environment):
             reward = jnp.dot(jnp.asarray(self.reward_weights, jnp.float32), components)
 
         if self.resample_documents:
-            feats_new, q_new, ids_new = self._sample_docs(
-                jax.random.fold_in(key, 1), words[4:], params)
+            q_new, ids_new = self._sample_docs(jax.random.fold_in(key, 1), words[4:], params)
         else:
-            feats_new, q_new, ids_new = None, state.doc_quality, state.doc_id
+            q_new, ids_new = state.doc_quality, state.doc_id
         new_state = SlateState(user=user, budget=budget,
                                doc_quality=q_new, doc_id=ids_new, clicks=clicks,
                                quality_sum=quality_sum, t=t)
