@@ -364,3 +364,13 @@ def test_bad_gin_binding_names_the_parameter():
     path = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "slate" / "random_k2.gin"
     with pytest.raises(ConfigError, match="slate_size k=11 exceeds"):
         experiment.build([str(path)], ["recsim_interest_evolution.slate_size = 11"])
+
+
+def test_fixed_candidates_per_episode():
+    env = SlateEnv(resample_documents=False, slate_size=3)
+    p = env.default_params()
+    _, s = env.reset(jax.random.PRNGKey(0), p)
+    _, s2, _, term, _, _ = env.step(jax.random.PRNGKey(1), s, jnp.array([0, 1, 2]), p)
+    assert not bool(term)
+    np.testing.assert_array_equal(s.doc_id, s2.doc_id)
+    np.testing.assert_array_equal(s.doc_quality, s2.doc_quality)
