@@ -58,21 +58,20 @@ def main() -> None:
     runner = next_item.NextItemRunner(model="sasrec")
     _, split = runner.load_split()
     N = int(split.train_seen.shape[1] - 1)
-    init_fn, loss_fn, _ = next_item._seq_programs(
-        "transformer", N, 64, 128, 2, 2, 50, 0.2, 10, False
-    )
     opt = optax.adam(1e-3)
-
-    @jax.jit
-    def step(params, opt_state, batch, key):
-        (l, _), g = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, key)
-        u, opt_state = opt.update(g, opt_state, params)
-        return optax.apply_updates(params, u), opt_state, l
 
     strides = [int(s) for s in args.strides.split(",")]
     batches = [int(b) for b in args.batch.split(",")]
     results = []
     for stride, bs in zip(strides, batches):
+        init_fn, loss_fn, _ = next_item._seq_programs("transformer", N, 64, 128, 2, 2, 50, 0.2, 10, False, stride)
+
+        @jax.jit
+        def step(params, opt_state, batch, key):
+            (l, _), g = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, key)
+            u, opt_state = opt.update(g, opt_state, params)
+            return optax.apply_updates(params, u), opt_state, l
+
         x, y, w = next_item.stride_windows(split.train.history, split.train.target, split.train.user, stride)
         n = x.shape[0]
         steps_per_epoch = int(np.ceil(n / bs))
@@ -97,7 +96,8 @@ def main() -> None:
         print(json.dumps(res), flush=True)
     dev = jax.devices()[0]
     threads = args.threads if args.device == "cpu" else None
-    print(f"device: {dev.platform} ({dev.device_kind}), threads: {threads or 'all'} of {os.cpu_count()} cores")
+    print(f"device: {dev.platform} ({dev.device_kind}), threads: {threads or 'all'} of {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f} (other processes share the CPU)")
     if len(results) > 1:
         r = results[0]["seconds_per_epoch"] / results[-1]["seconds_per_epoch"]
         print(f"epoch time ratio stride {results[0]['stride']} / stride {results[-1]['stride']}: {r:.1f}x")

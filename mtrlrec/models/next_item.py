@@ -86,7 +86,8 @@ def _metrics(scores, target, exclude, k):
 
 
 @functools.lru_cache(maxsize=None)
-def _seq_programs(kind, num_items, features, hidden, num_layers, num_heads, max_len, dropout, k, mask_history):
+def _seq_programs(kind, num_items, features, hidden, num_layers, num_heads, max_len, dropout, k, mask_history,
+                  stride=None):
     enc = encoders.SequenceEncoder(
         num_items=num_items, features=features, kind=kind, hidden=hidden, num_layers=num_layers,
         num_heads=num_heads, max_len=max_len, dropout=dropout,
@@ -98,6 +99,8 @@ def _seq_programs(kind, num_items, features, hidden, num_layers, num_heads, max_
     def loss_fn(params, batch, key):
         inputs, targets, weights = batch
         h = enc.apply(params, inputs, True, method=enc.sequence, rngs={"dropout": key})  # [B, L, D]
+        if stride is not None:  # only the last `stride` positions carry weight (see stride_windows)
+            h, targets, weights = h[:, -stride:], targets[:, -stride:], weights[:, -stride:]
         table = enc.apply(params, method=enc.item_table)
         logits = (h @ table.T).at[..., 0].set(-1e9)
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
@@ -262,7 +265,7 @@ class NextItemRunner:
             extra["train_windows"] = np.asarray([float(x.shape[0])])
             init_fn, loss_fn, eval_fn = _seq_programs(
                 kind, N, self.features, self.hidden, self.num_layers, self.num_heads, self.max_len,
-                self.dropout, self.k, self.mask_history,
+                self.dropout, self.k, self.mask_history, self.train_stride,
             )
             vdata = (jnp.asarray(va.history), jnp.asarray(va.target), vex)
             tdata = (jnp.asarray(te.history), jnp.asarray(te.target), tex)
