@@ -295,3 +295,40 @@ def gradnorm_weights_update(
     grad = jnp.sign(grad_norms - target) * grad_norms / jnp.maximum(weights, 1e-12)
     w = jnp.maximum(weights - lr * grad, 1e-3)
     return w * (weights.shape[0] / w.sum())
+
+
+@gin.configurable("MultiTaskLoss")
+class MultiTaskLoss:
+    """Per-task losses and their combination, configured once (validated before tracing).
+
+    ``MultiTaskLoss.kinds = ['bce', 'bce']`` (click, conversion),
+    ``MultiTaskLoss.weights = [1.0, 5.0]``, ``MultiTaskLoss.balancing =
+    'fixed' | 'uncertainty'``. Call with ``preds [B, T]``, ``targets [B, T]``,
+    optional ``mask [B, T]`` and, for uncertainty weighting, ``log_vars [T]``
+    (trainable parameters of the caller). Returns ``(total, per_task [T])``.
+    """
+
+    def __init__(self, kinds: Sequence[str] = ("bce", "bce"), weights: Sequence[float] | None = None,
+                 balancing: str = "fixed"):
+        kinds = tuple(kinds)
+        if not kinds:
+            raise ConfigError("MultiTaskLoss.kinds is empty.")
+        for i, k in enumerate(kinds):
+            if k not in ("mse", "bce"):
+                raise ConfigError(f"MultiTaskLoss.kinds[{i}] must be 'mse' or 'bce', got {k!r}.")
+        if balancing not in ("fixed", "uncertainty"):
+            raise ConfigError(f"MultiTaskLoss.balancing must be 'fixed' or 'uncertainty', got {balancing!r}.")
+        self.kinds = kinds
+        self.weights = check_task_weights("MultiTaskLoss.weights", weights if weights is not None
+                                          else [1.0] * len(kinds), len(kinds))
+        self.balancing = balancing
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.kinds)
+
+    def __call__(self, preds, targets, mask=None, log_vars=None):
+        per_task = task_losses(preds, targets, self.kinds, mask)
+        if self.balancing == "uncertainty" and log_vars is None:
+            log_vars = jnp.zeros(self.num_tasks)
+        return multitask_loss(per_task, jnp.asarray(self.weights), self.balancing, log_vars), per_task

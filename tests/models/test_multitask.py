@@ -57,8 +57,13 @@ def test_losses_and_weights():
     # GradNorm: the task whose weighted gradient is too large loses weight; weights sum to T.
     nw = multitask.gradnorm_weights_update(jnp.ones(2), jnp.array([2.0, 1.0]), jnp.ones(2), jnp.ones(2))
     assert nw[0] < 1.0 < nw[1] and np.isclose(float(nw.sum()), 2.0)
-    with pytest.raises(ConfigError, match="weights must have 2 entries, got 3"):
-        multitask.check_task_weights("MultiTaskLoss.weights", [1.0, 1.0, 1.0], 2)
+    with pytest.raises(ConfigError, match="MultiTaskLoss.weights must have 2 entries, got 3"):
+        multitask.MultiTaskLoss(kinds=["mse", "bce"], weights=[1.0, 1.0, 1.0])
+    with pytest.raises(ConfigError, match=r"MultiTaskLoss.weights\[1\] must be >= 0.0"):
+        multitask.MultiTaskLoss(kinds=["mse", "bce"], weights=[1.0, -1.0])
+    mtl = multitask.MultiTaskLoss(kinds=["mse", "bce"], weights=[1.0, 2.0])
+    total, per = mtl(preds, targets)
+    np.testing.assert_allclose(total, l[0] + 2 * l[1], rtol=1e-6)
     with pytest.raises(ConfigError, match="'mse' or 'bce'"):
         multitask.task_losses(preds, targets, ("mse", "hinge"))
     with pytest.raises(ConfigError, match="balancing"):
