@@ -107,9 +107,19 @@ def _uniform(words: jax.Array) -> jax.Array:
     return jax.lax.bitcast_convert_type(mant, jnp.float32) - 1.0
 
 
-def _uniform_open(words: jax.Array) -> jax.Array:
-    """Uniforms in (0, 1): ``((w >> 9) + 1/2) / 2^23`` (for the inverse normal CDF)."""
-    return ((words >> jnp.uint32(9)).astype(jnp.float32) + 0.5) * (1.0 / 8388608.0)
+def _uniform16_open(words: jax.Array, n: int) -> jax.Array:
+    """``n`` uniforms in (0, 1) from the two 16-bit halves of ``ceil(n/2)`` words.
+
+    ``(h + 1/2) / 2^16``: 65,536 levels, ample for initial interests in
+    [-1, 1] and for normal quality noise (inverse CDF, tails to 4.3 σ), at half
+    the random words.
+    """
+    halves = jnp.concatenate([words >> jnp.uint32(16), words & jnp.uint32(0xFFFF)])[:n]
+    return (halves.astype(jnp.float32) + 0.5) * (1.0 / 65536.0)
+
+
+def _half(n: int) -> int:
+    return (n + 1) // 2
 INTEREST_UPDATES = ("recsim", "additive", "smoothing")
 
 
@@ -399,19 +409,22 @@ class SlateEnv(Environment):
     # of it, instead of splitting keys for each draw; random-number generation
     # is most of the cost of a step on CPU.
     def _num_doc_words(self) -> int:
-        return 2 * self.num_candidates if not self.catalogue else 0
+        return self.num_candidates + _half(self.num_candidates) if not self.catalogue else 0
+
+    def _num_user_words(self) -> int:
+        return _half(self.user_dim)
 
     def _sample_docs(self, key, words, params):
         """``m`` candidates: quality ``[m]`` and ids ``[m]`` (topics or catalogue rows).
 
-        Topic mode: ``c = word mod T`` (bias < T / 2^32) and
-        ``q = mu_c + sigma_q * Phi^{-1}(u)`` from the ``2m`` ``words``.
+        Topic mode: ``c = word mod T`` (bias < T / 2^32) from ``m`` words and
+        ``q = mu_c + sigma_q * Phi^{-1}(u)`` from 16-bit uniforms of ``m/2`` more.
         Catalogue mode: ``m`` rows without replacement drawn with ``key``.
         """
         m = self.num_candidates
         if not self.catalogue:
             topic = (words[:m] % jnp.uint32(self.num_topics)).astype(jnp.int32)
-            z = jnp.sqrt(2.0) * jax.lax.erf_inv(2.0 * _uniform_open(words[m:]) - 1.0)
+            z = jnp.sqrt(2.0) * jax.lax.erf_inv(2.0 * _uniform16_open(words[m:], m) - 1.0)
             quality = params.topic_means[topic] + params.quality_std * z
             return quality, topic
         if self.fixed_catalogue:
@@ -421,8 +434,8 @@ class SlateEnv(Environment):
         return params.catalogue_quality[ids], ids
 
     def _new_user(self, words):
-        """``u ~ U(-1, 1)^D`` from ``D`` words."""
-        return 2.0 * _uniform(words) - 1.0
+        """``u ~ U(-1, 1)^D`` from ``D/2`` words (16-bit uniforms)."""
+        return 2.0 * _uniform16_open(words, self.user_dim) - 1.0
 
     def _state(self, user, docs, params):
         quality, ids = docs
@@ -442,9 +455,10 @@ class SlateEnv(Environment):
 
     def reset_env(self, key, params):
         nd = self._num_doc_words()
-        words = jax.random.bits(key, (self.user_dim + nd,), jnp.uint32)
-        docs = self._sample_docs(jax.random.fold_in(key, 1), words[self.user_dim:], params)
-        state = self._state(self._new_user(words[: self.user_dim]), docs, params)
+        nu = self._num_user_words()
+        words = jax.random.bits(key, (nu + nd,), jnp.uint32)
+        docs = self._sample_docs(jax.random.fold_in(key, 1), words[nu:], params)
+        state = self._state(self._new_user(words[:nu]), docs, params)
         return self._obs(state, params), state
 
     def _update_interests(self, u, d, shown_mean, click, coin, params):
@@ -544,7 +558,7 @@ class SlateEnv(Environment):
         if not self.resample_documents:
             return super().step(key, state, action, params)
         n_step = 4 + self._num_doc_words()
-        words = jax.random.bits(key, (n_step + self.user_dim,), jnp.uint32)
+        words = jax.random.bits(key, (n_step + self._num_user_words(),), jnp.uint32)
         obs, new_state, reward, terminated, truncated, info = self._step(
             key, words[:n_step], state, action, params)
         done = jnp.logical_or(terminated, truncated)
