@@ -20,10 +20,12 @@ with a rank-one step, so an update costs :math:`O(d^2)`:
   :math:`a_a = a_0 + n_a/2`, :math:`b_a = b_0 + \tfrac12(y^\top y - \mu_a^\top \Lambda_a \mu_a)`.
   Thompson sampling draws :math:`\sigma_a^2 \sim IG(a_a, b_a)`,
   :math:`\beta_a \sim N(\mu_a, \sigma_a^2 \Lambda_a^{-1})` and plays
-  :math:`\arg\max_a \beta_a^\top x`. The Cholesky factor :math:`L_a L_a^\top = \Lambda_a`
-  is updated in :math:`O(d^2)` (:func:`cholesky_rank1_update`), so both the mean
-  (two triangular solves) and the sample :math:`\mu_a + \sigma_a L_a^{-\top} z` cost
-  :math:`O(d^2)` per arm.
+  :math:`\arg\max_a \beta_a^\top x`. Only the scalar :math:`\beta_a^\top x` is
+  used, and given :math:`\sigma_a^2` it is exactly
+  :math:`N(\mu_a^\top x, \sigma_a^2\, x^\top \Lambda_a^{-1} x)`, so it is drawn
+  directly from that law (same distribution as drawing the full vector, no
+  Cholesky factor needed). The covariance :math:`\Lambda_a^{-1}` is kept by
+  Sherman–Morrison, so a step costs :math:`O(K d^2)` matrix-vector work.
 * :class:`NeuralLinear` (Riquelme et al. 2018, §3 "Neural linear"): an MLP
   :math:`g_\phi(x) \in \mathbb{R}^h` with a linear head per arm is trained by
   regression on the observed rewards every ``train_every`` steps (optax); the
@@ -56,8 +58,10 @@ import flax.struct
 import gin
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from mtrlrec.agents.sampling import standard_gamma
 from mtrlrec.core.agent import Agent
 from mtrlrec.core.errors import ConfigError, check_float, check_floats, check_int
 from mtrlrec.core.spaces import Box, num_actions
@@ -115,6 +119,21 @@ def _tri_solve(chol, b, trans):
 def _cho_solve(chol: jax.Array, b: jax.Array) -> jax.Array:
     r""":math:`(LL^\top)^{-1} b` by two triangular solves."""
     return _tri_solve(chol, _tri_solve(chol, b, 0), 1)
+
+
+def fast_normals(key: jax.Array, n: int) -> jax.Array:
+    """``[n]`` standard normals by Box–Muller from hashed counter words
+    (:func:`mtrlrec.agents.sampling.random_bits`: one threefry call per draw of
+    ``n``, several times cheaper on CPU than ``jax.random.normal``)."""
+    from mtrlrec.agents.sampling import random_bits
+
+    half = (n + 1) // 2
+    bits = random_bits(key, 2 * half).reshape(2, half)
+    u1 = (bits[0].astype(jnp.float32) + 0.5) * jnp.float32(2.0**-32)
+    u2 = (bits[1].astype(jnp.float32) + 0.5) * jnp.float32(2.0**-32)
+    r = jnp.sqrt(-2.0 * jnp.log(jnp.minimum(u1, jnp.float32(1.0 - 2.0**-24))))
+    theta = jnp.float32(2.0 * np.pi) * u2
+    return jnp.concatenate([r * jnp.cos(theta), r * jnp.sin(theta)])[:n]
 
 
 def argmax_random_tiebreak(key: jax.Array, values: jax.Array) -> jax.Array:
@@ -229,14 +248,15 @@ class LinUCB(Agent):
         return theta_x + state.hparams.alpha * width
 
     def act(self, key, state, obs):
-        return argmax_random_tiebreak(key, self.scores(state, obs)), {}
+        # ties (only before any data) go to the lowest index, as "arbitrarily" in Li et al.
+        return jnp.argmax(self.scores(state, obs)).astype(jnp.int32), {}
 
     def update(self, key, state, transition):
         x = _features(transition.obs, self.fit_intercept)
         r = scalar_reward(transition.reward, self.reward_weights, "LinUCB")
         a = transition.action
-        a_inv = state.a_inv.at[a].set(sherman_morrison(state.a_inv[a], x))
-        b = state.b.at[a].add(r * x)
+        a_inv = rank_one_arm_update(state.a_inv, a, x)
+        b = state.b + jax.nn.one_hot(a, state.b.shape[0], dtype=jnp.float32)[:, None] * (r * x)
         return state.replace(a_inv=a_inv, b=b, t=state.t + 1), {}
 
 
@@ -249,31 +269,45 @@ class LinUCB(Agent):
 class NIGPosterior:
     """Sufficient statistics of K per-arm NIG regressions (Riquelme et al. 2018, §3)."""
 
-    chol: jax.Array  # [K, p, p] lower Cholesky factor of the precision Λ_a
+    cov: jax.Array  # [K, p, p] Λ_a^{-1}, the inverse precision
     xy: jax.Array  # [K, p] X^T y
     yy: jax.Array  # [K] y^T y
     n: jax.Array  # [K] observations
 
 
 def nig_prior(num_arms: int, dim: int, lambda_prior: float) -> NIGPosterior:
-    """The prior :math:`\\Lambda_0 = \\lambda I`, no data."""
-    chol = jnp.eye(dim, dtype=jnp.float32) * jnp.sqrt(jnp.float32(lambda_prior))
+    """The prior :math:`\Lambda_0 = \lambda I`, no data."""
+    cov = jnp.eye(dim, dtype=jnp.float32) / jnp.float32(lambda_prior)
     return NIGPosterior(
-        chol=jnp.broadcast_to(chol, (num_arms, dim, dim)),
+        cov=jnp.broadcast_to(cov, (num_arms, dim, dim)),
         xy=jnp.zeros((num_arms, dim), jnp.float32),
         yy=jnp.zeros((num_arms,), jnp.float32),
         n=jnp.zeros((num_arms,), jnp.float32),
     )
 
 
+def rank_one_arm_update(mats: jax.Array, arm: jax.Array, x: jax.Array) -> jax.Array:
+    """Sherman–Morrison step of ``mats[arm]`` ``[K, p, p]`` with dense one-hot algebra.
+
+    Selecting and writing back the pulled arm's matrix with a one-hot
+    contraction instead of a gather/scatter keeps the update a few batched
+    matrix-vector products under ``vmap`` (scatters are slow on CPU).
+    """
+    onehot = jax.nn.one_hot(arm, mats.shape[0], dtype=mats.dtype)
+    m = jnp.einsum("k,kij->ij", onehot, mats)
+    mx = m @ x
+    delta = jnp.outer(mx, mx) / (1.0 + x @ mx)
+    return mats - onehot[:, None, None] * delta[None]
+
+
 def nig_observe(post: NIGPosterior, arm: jax.Array, z: jax.Array, r: jax.Array) -> NIGPosterior:
-    """Adds one observation ``(z [p], r [])`` to arm ``arm`` in :math:`O(p^2)`."""
-    chol = post.chol.at[arm].set(cholesky_rank1_update(post.chol[arm], z))
+    """Adds one observation ``(z [p], r [])`` to arm ``arm`` in :math:`O(K p^2)`."""
+    onehot = jax.nn.one_hot(arm, post.xy.shape[0], dtype=jnp.float32)
     return NIGPosterior(
-        chol=chol,
-        xy=post.xy.at[arm].add(r * z),
-        yy=post.yy.at[arm].add(r * r),
-        n=post.n.at[arm].add(1.0),
+        cov=rank_one_arm_update(post.cov, arm, z),
+        xy=post.xy + onehot[:, None] * (r * z)[None, :],
+        yy=post.yy + onehot * (r * r),
+        n=post.n + onehot,
     )
 
 
@@ -282,14 +316,17 @@ def nig_from_data(z: jax.Array, arms: jax.Array, r: jax.Array, valid: jax.Array,
     r"""Posterior statistics from a buffer: ``z [N, p]``, ``arms [N]``, ``r [N]``, ``valid [N]``.
 
     :math:`\Lambda_a = \lambda I + \sum_{n: a_n = a} z_n z_n^\top` (K masked
-    Gram products, :math:`O(K N p^2)`), then a Cholesky factorisation per arm.
+    Gram products, :math:`O(K N p^2)`), inverted through its Cholesky factor.
     """
     onehot = jax.nn.one_hot(arms, num_arms, dtype=jnp.float32) * valid[:, None]  # [N, K]
     gram = jnp.einsum("nk,ni,nj->kij", onehot, z, z)  # K matmuls, no [N, p, p] temporary
     p = z.shape[1]
     prec = gram + lambda_prior * jnp.eye(p, dtype=jnp.float32)
+    chol = jnp.linalg.cholesky(prec)
+    eye = jnp.broadcast_to(jnp.eye(p, dtype=jnp.float32), prec.shape)
+    cov = jax.vmap(_cho_solve)(chol, eye)
     return NIGPosterior(
-        chol=jnp.linalg.cholesky(prec),
+        cov=0.5 * (cov + jnp.swapaxes(cov, 1, 2)),
         xy=jnp.einsum("nk,ni->ki", onehot * r[:, None], z),
         yy=onehot.T @ (r * r),
         n=jnp.sum(onehot, axis=0),
@@ -301,25 +338,28 @@ def nig_sample_values(key: jax.Array, post: NIGPosterior, z: jax.Array, a0: jax.
     r"""Thompson samples :math:`\beta_a^\top z` for every arm, ``[K]``.
 
     :math:`\sigma_a^2 = b_a / G`, :math:`G \sim \mathrm{Gamma}(a_a)` (i.e.
-    :math:`IG(a_a, b_a)`), :math:`\beta_a = \mu_a + \sigma_a L_a^{-\top}\epsilon`.
+    :math:`IG(a_a, b_a)`), then
+    :math:`\beta_a^\top z = \mu_a^\top z + \sigma_a \sqrt{z^\top\Lambda_a^{-1}z}\,\epsilon_a`,
+    :math:`\epsilon_a \sim N(0, 1)`: the exact law of :math:`\beta_a^\top z` for
+    :math:`\beta_a \sim N(\mu_a, \sigma_a^2\Lambda_a^{-1})`.
     """
     k_g, k_z = jax.random.split(key)
-    num_arms, p = post.xy.shape
-    mu = jax.vmap(_cho_solve)(post.chol, post.xy)  # [K, p]
+    num_arms = post.xy.shape[0]
+    cz = jnp.einsum("kij,j->ki", post.cov, z)  # Λ^-1 z  [K, p]
+    mean = jnp.einsum("ki,ki->k", cz, post.xy)  # μ·z (Λ^-1 symmetric)
+    var = jnp.maximum(cz @ z, 0.0)
+    mu = jnp.einsum("kij,kj->ki", post.cov, post.xy)
     a = a0 + 0.5 * post.n
     b = b0 + 0.5 * (post.yy - jnp.einsum("ki,ki->k", post.xy, mu))
     b = jnp.maximum(b, 1e-6 * b0)
-    sigma2 = b / jax.random.gamma(k_g, a)
-    eps = jax.random.normal(k_z, (num_arms, p), jnp.float32)
-    noise = jax.vmap(lambda L, e: _tri_solve(L, e, 1))(post.chol, eps)  # L^-T eps
-    beta = mu + jnp.sqrt(sigma2)[:, None] * noise
-    return beta @ z
+    sigma2 = b / standard_gamma(k_g, a)
+    eps = fast_normals(k_z, num_arms)
+    return mean + jnp.sqrt(sigma2 * var) * eps
 
 
 def nig_mean_values(post: NIGPosterior, z: jax.Array) -> jax.Array:
     """Posterior-mean predictions ``[K]``."""
-    mu = jax.vmap(_cho_solve)(post.chol, post.xy)
-    return mu @ z
+    return jnp.einsum("kij,j,ki->k", post.cov, z, post.xy)
 
 
 def _round_robin(state_t, initial_pulls: int, num_arms: int, action):
@@ -395,8 +435,8 @@ class LinTS(Agent):
     def act(self, key, state, obs):
         k_s, k_t = jax.random.split(key)
         x = _features(obs, self.fit_intercept)
-        values = nig_sample_values(k_s, state.post, x, state.hparams.a0, state.hparams.b0)
-        action = argmax_random_tiebreak(k_t, values)
+        values = nig_sample_values(key, state.post, x, state.hparams.a0, state.hparams.b0)
+        action = jnp.argmax(values).astype(jnp.int32)  # continuous samples: no ties
         return _round_robin(state.t, self.initial_pulls, values.shape[0], action), {}
 
     def update(self, key, state, transition):

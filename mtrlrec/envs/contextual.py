@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mtrlrec.agents.linear import fast_normals
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError, check_float, check_int
 from mtrlrec.core.spaces import Box, Discrete
@@ -133,7 +134,7 @@ class _LinearFamily(Environment):
         return Discrete(self.num_arms)
 
     def _context(self, key):
-        return jax.random.normal(key, (self.dim,), jnp.float32)
+        return fast_normals(key, self.dim)
 
     def reset_env(self, key, params):
         x = self._context(key)
@@ -143,15 +144,17 @@ class _LinearFamily(Environment):
         """Expected reward of every arm, ``[K]``, for one context ``[d]``."""
         raise NotImplementedError
 
-    def _sample(self, key, means, params):
+    def _sample(self, z, mean, params):
+        """A reward of mean ``mean`` from one standard normal ``z``."""
         raise NotImplementedError
 
     def step_env(self, key, state, action, params):
-        k_r, k_x = jax.random.split(key)
+        # one draw of d + 1 normals: the next context and the reward noise
+        z = fast_normals(key, self.dim + 1)
         means = self.mean_rewards(state.context, params)
-        reward = self._sample(k_r, means[action], params)
+        reward = self._sample(z[self.dim], means[action], params)
         info = _regret_info(means, action)
-        x = self._context(k_x)
+        x = z[: self.dim]
         false = jnp.bool_(False)
         return x, ContextState(context=x, t=state.t + 1), reward, false, false, info
 
@@ -179,8 +182,8 @@ class LinearGaussianBandit(_LinearFamily):
     def mean_rewards(self, context, params):
         return params.theta @ context + params.bias
 
-    def _sample(self, key, mean, params):
-        return mean + params.noise_std * jax.random.normal(key, (), jnp.float32)
+    def _sample(self, z, mean, params):
+        return mean + params.noise_std * z
 
 
 @gin.configurable
@@ -208,8 +211,9 @@ class LogisticBandit(_LinearFamily):
     def mean_rewards(self, context, params):
         return jax.nn.sigmoid(params.theta @ context + params.bias)
 
-    def _sample(self, key, mean, params):
-        return jax.random.bernoulli(key, mean).astype(jnp.float32)
+    def _sample(self, z, mean, params):
+        # Bernoulli(mean) from the standard normal z: 1{Φ(z) < mean}
+        return (jax.scipy.special.ndtr(z) < mean).astype(jnp.float32)
 
 
 # --------------------------------------------------------------------------

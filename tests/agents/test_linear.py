@@ -80,9 +80,7 @@ def test_nig_posterior_matches_batch_and_sampling_mean():
                           jnp.ones(len(a), bool), K, 0.25)
     for f in ("xy", "yy", "n"):
         np.testing.assert_allclose(getattr(post, f), getattr(batch, f), rtol=1e-4, atol=1e-4)
-    prec = np.einsum("kij,klj->kil", post.chol, post.chol)
-    np.testing.assert_allclose(prec, np.einsum("kij,klj->kil", batch.chol, batch.chol),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(post.cov, batch.cov, rtol=1e-3, atol=1e-4)
     q = jnp.array([0.5, -1.0, 0.2, 1.0])
     mean = np.asarray(nig_mean_values(post, q))
     for k in range(K):

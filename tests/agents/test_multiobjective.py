@@ -40,7 +40,7 @@ def test_one_model_per_objective_equals_separate_lints():
     s_1 = [run(single, s, lambda r, m=m: r[m]) for m, s in enumerate(s_1)]
     for m in range(2):
         np.testing.assert_allclose(s_mo.post.xy[m], s_1[m].post.xy, rtol=1e-5)
-        np.testing.assert_allclose(s_mo.post.chol[m], s_1[m].post.chol, rtol=1e-5)
+        np.testing.assert_allclose(s_mo.post.cov[m], s_1[m].post.cov, rtol=1e-5)
     samples = mo.sampled_rewards(jax.random.PRNGKey(1), s_mo, jnp.ones(3))
     assert samples.shape == (2, 4)
 
