@@ -374,3 +374,18 @@ def test_fixed_candidates_per_episode():
     assert not bool(term)
     np.testing.assert_array_equal(s.doc_id, s2.doc_id)
     np.testing.assert_array_equal(s.doc_quality, s2.doc_quality)
+
+
+@pytest.mark.slow
+def test_recsim_fidelity_table_passes(tmp_path):
+    """The full fidelity table (7 rows × 5,000 episodes; about a minute on 2 cores)."""
+    from mtrlrec.bench.runner import run_table
+
+    _, table = run_table("recsim_fidelity", out=str(tmp_path / "bench"), progress=False)
+    assert table.passed, table.markdown
+
+
+def test_episode_evaluation_with_learning_updates(episode_setup):
+    env, agent = episode_setup
+    stats = evaluate_episodes(env, agent, num_users=8, max_steps=5, chunk=4, learn=True)
+    np.testing.assert_array_equal(stats["episode_length"], 5.0)
