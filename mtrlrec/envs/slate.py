@@ -487,9 +487,11 @@ class SlateEnv(Environment):
         # words[0]: choice, [1]: interest coin, [2]: purchase, [3]: return, [4:]: candidates
         unif = _uniform(words[:4])
         action = jnp.asarray(action, jnp.int32)
-        feats = self.features(state.doc_id[action], params)  # [k, D]
+        ids = state.doc_id[action]  # [k]
+        feats = self.features(ids, params)  # [k, D]
         quality = state.doc_quality[action]  # [k]
-        scores = feats @ state.user  # [k]
+        # affinities s_i = u . d_i (a gather of u_c for one-hot topics)
+        scores = state.user[ids] if not self.catalogue else feats @ state.user  # [k]
         probs = self.choice_model.probabilities(scores, params)  # [k+1]
         # inverse-CDF draw over k+1 outcomes (as numpy's choice)
         idx = jnp.minimum(jnp.sum(jnp.cumsum(probs) <= unif[0] * jnp.sum(probs)), k)
