@@ -33,7 +33,26 @@ class AgentState:
 
 
 class Agent(Generic[S]):
-    """Base class of pure agents."""
+    """Base class of pure agents.
+
+    Periodic learners (neural bandits, DQN, PPO) set ``learn_every`` to an int
+    and implement ``observe`` (the cheap per-step part: store the transition)
+    and ``learn`` (the expensive part: gradient steps). The loop then scans
+    blocks of ``learn_every`` steps and calls ``learn`` between blocks, for all
+    seeds at once. A ``lax.cond(t % n == 0, learn)`` inside ``update`` would be
+    turned into a ``select`` by ``vmap`` (its predicate is per seed) and would
+    run ``learn`` on every step. ``update`` stays the single-step fallback.
+    """
+
+    learn_every: int | None = None
+
+    def observe(self, key: PRNGKey, state: S, transition: Transition) -> S:
+        """Per-step bookkeeping of a periodic learner (only with ``learn_every``)."""
+        raise NotImplementedError
+
+    def learn(self, key: PRNGKey, state: S) -> S:
+        """The periodic learning phase (only with ``learn_every``)."""
+        raise NotImplementedError
 
     def hparams(self) -> Any:
         """The default hyperparameter struct (float arrays) stored in the state."""

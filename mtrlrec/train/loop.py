@@ -123,7 +123,17 @@ def _init_carry(env, agent, env_params, key, hparams) -> LoopCarry:
 
 
 def _make_window_fn(env: Environment, agent: Agent, log_every: int):
-    """Returns ``window(carry, env_params) -> (carry, window_metrics)``."""
+    """Returns ``window(carry, env_params) -> (carry, window_metrics)``.
+
+    For periodic learners (``agent.learn_every``) the window is a scan over
+    blocks of ``learn_every`` steps (``observe`` each step) followed by ``learn``.
+    """
+    periodic = agent.learn_every is not None
+    if periodic and log_every % agent.learn_every:
+        raise ConfigError(
+            f"log_every={log_every} must be a multiple of the agent's learn_every="
+            f"{agent.learn_every} (its training period)."
+        )
 
     def step(carry_and_params, step_keys):
         carry, env_params = carry_and_params
@@ -135,17 +145,36 @@ def _make_window_fn(env: Environment, agent: Agent, log_every: int):
         transition = Transition(
             carry.obs, action, reward, obs, terminated, truncated, act_info, info
         )
-        agent_state, agent_metrics = agent.update(k_upd, carry.agent_state, transition)
+        if periodic:
+            agent_state, agent_metrics = agent.observe(k_upd, carry.agent_state, transition), {}
+        else:
+            agent_state, agent_metrics = agent.update(k_upd, carry.agent_state, transition)
         metrics = _step_metrics(env, reward, info, agent_metrics)
         new = carry.replace(env_state=env_state, agent_state=agent_state, obs=obs, t=carry.t + 1)
         return (new, env_params), metrics
+
+    def block(carry_and_params, block_keys):
+        (carry, env_params), m = jax.lax.scan(step, carry_and_params, block_keys[1:])
+        state = agent.learn(block_keys[0, 0], carry.agent_state)
+        return (carry.replace(agent_state=state), env_params), m
 
     def window(carry: LoopCarry, env_params):
         # One batched split per window is much cheaper than a split per step.
         keys = jax.random.split(carry.key, 3 * log_every + 1)
         step_keys = keys[1:].reshape((log_every, 3) + keys.shape[1:])
         carry = carry.replace(key=keys[0])
-        (carry, _), m = jax.lax.scan(step, (carry, env_params), step_keys)
+        if periodic:
+            # Blocks of learn_every steps, then learn: [blocks, 1 + learn_every, 3, key].
+            n = log_every // agent.learn_every
+            learn_keys = jax.random.split(keys[0], n + 1)
+            carry = carry.replace(key=learn_keys[0])
+            per_block = step_keys.reshape((n, agent.learn_every, 3) + keys.shape[1:])
+            learn_col = jnp.broadcast_to(learn_keys[1:, None, None], (n, 1, 3) + keys.shape[1:])
+            (carry, _), m = jax.lax.scan(block, (carry, env_params),
+                                         jnp.concatenate([learn_col, per_block], axis=1))
+            m = jax.tree.map(lambda v: v.reshape((log_every,) + v.shape[2:]), m)
+        else:
+            (carry, _), m = jax.lax.scan(step, (carry, env_params), step_keys)
         out = {}
         done = m.get("episode_done")
         for k, v in m.items():

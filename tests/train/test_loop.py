@@ -92,3 +92,34 @@ def test_bad_arguments():
         loop.run(ENV, AGENT, num_steps=200, log_every=20, num_seeds=0)
     with pytest.raises(ConfigError, match="cannot sweep"):
         loop.run(ENV, AGENT, num_seeds=2, hparams={"epsilonn": [0.1, 0.2]}, **KW)
+
+
+class _PeriodicCounter(EpsilonGreedy):
+    """ε-greedy that also counts observe/learn calls, to test the periodic protocol."""
+
+    learn_every = 5
+
+    def init(self, key, obs_spec, action_spec):
+        st = super().init(key, obs_spec, action_spec)
+        return st.replace(t=jnp.int32(0)), jnp.zeros((2,), jnp.int32)
+
+    def act(self, key, state, obs):
+        return super().act(key, state[0], obs)
+
+    def observe(self, key, state, transition):
+        st, n = state
+        st, _ = super().update(key, st, transition)
+        return st, n.at[0].add(1)
+
+    def learn(self, key, state):
+        st, n = state
+        # learn sees exactly learn_every new observations since the last call
+        return st, n.at[1].add(jnp.where(n[0] == (n[1] + 1) * 5, 1, -1000))
+
+
+def test_periodic_learner_learns_between_blocks():
+    out = loop.run(ENV, _PeriodicCounter(epsilon=0.1), num_seeds=3, **KW)
+    counts = np.asarray(out.carry.agent_state[1])
+    np.testing.assert_array_equal(counts, [[200, 40]] * 3)
+    with pytest.raises(ConfigError, match="multiple of the agent's learn_every=5"):
+        loop.run(ENV, _PeriodicCounter(epsilon=0.1), num_steps=14, log_every=7)
