@@ -241,23 +241,26 @@ class LinUCB(Agent):
 
     def scores(self, state: LinUCBState, obs) -> jax.Array:
         r"""Upper confidence bounds ``[K]``: :math:`\hat\theta_a^\top x + \alpha\sqrt{x^\top A_a^{-1}x}`."""
-        x = _features(obs, self.fit_intercept)
+        return self._scores_and_ax(state, _features(obs, self.fit_intercept))[0]
+
+    def _scores_and_ax(self, state, x):
         ax = jnp.einsum("kij,j->ki", state.a_inv, x)  # [K, p]
         theta_x = jnp.einsum("ki,ki->k", ax, state.b)  # x^T A^-1 b (A^-1 symmetric)
         width = jnp.sqrt(jnp.maximum(ax @ x, 0.0))
-        return theta_x + state.hparams.alpha * width
+        return theta_x + state.hparams.alpha * width, ax
 
     def act(self, key, state, obs):
+        scores, ax = self._scores_and_ax(state, _features(obs, self.fit_intercept))
         # ties (only before any data) go to the lowest index, as "arbitrarily" in Li et al.
-        return jnp.argmax(self.scores(state, obs)).astype(jnp.int32), {}
+        a = jnp.argmax(scores).astype(jnp.int32)
+        return a, {"a_inv_x": ax[a]}
 
     def update(self, key, state, transition):
         x = _features(transition.obs, self.fit_intercept)
         r = scalar_reward(transition.reward, self.reward_weights, "LinUCB")
         a = transition.action
-        a_inv = rank_one_arm_update(state.a_inv, a, x)
-        b = state.b + jax.nn.one_hot(a, state.b.shape[0], dtype=jnp.float32)[:, None] * (r * x)
-        return state.replace(a_inv=a_inv, b=b, t=state.t + 1), {}
+        a_inv = rank_one_arm_update(state.a_inv, a, x, transition.act_info.get("a_inv_x"))
+        return state.replace(a_inv=a_inv, b=state.b.at[a].add(r * x), t=state.t + 1), {}
 
 
 # --------------------------------------------------------------------------
@@ -286,28 +289,32 @@ def nig_prior(num_arms: int, dim: int, lambda_prior: float) -> NIGPosterior:
     )
 
 
-def rank_one_arm_update(mats: jax.Array, arm: jax.Array, x: jax.Array) -> jax.Array:
-    """Sherman–Morrison step of ``mats[arm]`` ``[K, p, p]`` with dense one-hot algebra.
+def rank_one_arm_update(mats: jax.Array, arm: jax.Array, x: jax.Array,
+                        mx: jax.Array | None = None) -> jax.Array:
+    """Sherman–Morrison step of ``mats[arm]`` (``mats`` ``[K, p, p]`` inverses).
 
-    Selecting and writing back the pulled arm's matrix with a one-hot
-    contraction instead of a gather/scatter keeps the update a few batched
-    matrix-vector products under ``vmap`` (scatters are slow on CPU).
+    ``mx = mats[arm] @ x`` may be passed when the caller already has it (the
+    agents compute :math:`A_a^{-1}x` for every arm in ``act`` and hand the
+    pulled arm's over in ``act_info``), which saves reading the matrix again;
+    only the pulled arm's matrix is written.
     """
-    onehot = jax.nn.one_hot(arm, mats.shape[0], dtype=mats.dtype)
-    m = jnp.einsum("k,kij->ij", onehot, mats)
-    mx = m @ x
+    if mx is None:
+        mx = mats[arm] @ x
     delta = jnp.outer(mx, mx) / (1.0 + x @ mx)
-    return mats - onehot[:, None, None] * delta[None]
+    return mats.at[arm].add(-delta)
 
 
-def nig_observe(post: NIGPosterior, arm: jax.Array, z: jax.Array, r: jax.Array) -> NIGPosterior:
-    """Adds one observation ``(z [p], r [])`` to arm ``arm`` in :math:`O(K p^2)`."""
-    onehot = jax.nn.one_hot(arm, post.xy.shape[0], dtype=jnp.float32)
+def nig_observe(post: NIGPosterior, arm: jax.Array, z: jax.Array, r: jax.Array,
+                cov_z: jax.Array | None = None) -> NIGPosterior:
+    """Adds one observation ``(z [p], r [])`` to arm ``arm`` in :math:`O(p^2)`.
+
+    ``cov_z``: optionally :math:`\Lambda_a^{-1} z` of that arm, already computed.
+    """
     return NIGPosterior(
-        cov=rank_one_arm_update(post.cov, arm, z),
-        xy=post.xy + onehot[:, None] * (r * z)[None, :],
-        yy=post.yy + onehot * (r * r),
-        n=post.n + onehot,
+        cov=rank_one_arm_update(post.cov, arm, z, cov_z),
+        xy=post.xy.at[arm].add(r * z),
+        yy=post.yy.at[arm].add(r * r),
+        n=post.n.at[arm].add(1.0),
     )
 
 
@@ -334,7 +341,7 @@ def nig_from_data(z: jax.Array, arms: jax.Array, r: jax.Array, valid: jax.Array,
 
 
 def nig_sample_values(key: jax.Array, post: NIGPosterior, z: jax.Array, a0: jax.Array,
-                      b0: jax.Array) -> jax.Array:
+                      b0: jax.Array, return_cov_z: bool = False):
     r"""Thompson samples :math:`\beta_a^\top z` for every arm, ``[K]``.
 
     :math:`\sigma_a^2 = b_a / G`, :math:`G \sim \mathrm{Gamma}(a_a)` (i.e.
@@ -342,6 +349,7 @@ def nig_sample_values(key: jax.Array, post: NIGPosterior, z: jax.Array, a0: jax.
     :math:`\beta_a^\top z = \mu_a^\top z + \sigma_a \sqrt{z^\top\Lambda_a^{-1}z}\,\epsilon_a`,
     :math:`\epsilon_a \sim N(0, 1)`: the exact law of :math:`\beta_a^\top z` for
     :math:`\beta_a \sim N(\mu_a, \sigma_a^2\Lambda_a^{-1})`.
+    With ``return_cov_z`` also returns :math:`\Lambda_a^{-1} z` ``[K, p]``.
     """
     k_g, k_z = jax.random.split(key)
     num_arms = post.xy.shape[0]
@@ -354,7 +362,8 @@ def nig_sample_values(key: jax.Array, post: NIGPosterior, z: jax.Array, a0: jax.
     b = jnp.maximum(b, 1e-6 * b0)
     sigma2 = b / standard_gamma(k_g, a)
     eps = fast_normals(k_z, num_arms)
-    return mean + jnp.sqrt(sigma2 * var) * eps
+    values = mean + jnp.sqrt(sigma2 * var) * eps
+    return (values, cz) if return_cov_z else values
 
 
 def nig_mean_values(post: NIGPosterior, z: jax.Array) -> jax.Array:
@@ -433,16 +442,17 @@ class LinTS(Agent):
         return LinTSState(self.hparams(), nig_prior(k, d, self.lambda_prior), jnp.int32(0))
 
     def act(self, key, state, obs):
-        k_s, k_t = jax.random.split(key)
         x = _features(obs, self.fit_intercept)
-        values = nig_sample_values(key, state.post, x, state.hparams.a0, state.hparams.b0)
+        values, cov_x = nig_sample_values(key, state.post, x, state.hparams.a0,
+                                          state.hparams.b0, return_cov_z=True)
         action = jnp.argmax(values).astype(jnp.int32)  # continuous samples: no ties
-        return _round_robin(state.t, self.initial_pulls, values.shape[0], action), {}
+        action = _round_robin(state.t, self.initial_pulls, values.shape[0], action)
+        return action, {"cov_x": cov_x[action]}
 
     def update(self, key, state, transition):
         x = _features(transition.obs, self.fit_intercept)
         r = scalar_reward(transition.reward, self.reward_weights, "LinTS")
-        post = nig_observe(state.post, transition.action, x, r)
+        post = nig_observe(state.post, transition.action, x, r, transition.act_info.get("cov_x"))
         return state.replace(post=post, t=state.t + 1), {}
 
 
