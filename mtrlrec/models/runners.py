@@ -24,20 +24,30 @@ from mtrlrec.train.result import Result, RunContext
 
 
 @functools.lru_cache(maxsize=None)
-def _mmoe_programs(kind: str, dim: int, batch: int):
-    """Model functions shared by every runner with the same static configuration."""
+def _mmoe_programs(kind: str, dim: int, batch: int, weights: tuple = (1.0, 1.0), balancing: str = "fixed"):
+    """Model functions shared by every runner with the same static configuration.
+
+    Training loss: ``Σ_t w_t MSE_t`` (``fixed``) or uncertainty weighting with
+    learned ``log σ_t²`` stored beside the network parameters (``uncertainty``).
+    """
     model = multitask.make_multitask_model(kind=kind, num_tasks=2)
+    w = jnp.asarray(weights, jnp.float32)
 
     def init_fn(key):
-        return model.init(key, jnp.zeros((1, dim)))
+        net = model.init(key, jnp.zeros((1, dim)))
+        if balancing == "uncertainty":
+            return {"net": net, "log_vars": jnp.zeros(2)}
+        return net
 
     def predict(params, x):
-        return model.apply(params, x)[..., 0]  # [B, 2]
+        net = params["net"] if balancing == "uncertainty" else params
+        return model.apply(net, x)[..., 0]  # [B, 2]
 
     def loss_fn(params, batch_, key):
         x, y = batch_
         losses = multitask.task_losses(predict(params, x), y, ("mse", "mse"))
-        return losses.sum(), {}
+        log_vars = params["log_vars"] if balancing == "uncertainty" else None
+        return multitask.multitask_loss(losses, w, balancing, log_vars), {}
 
     def eval_fn(params, data):
         x, y = data
@@ -76,6 +86,8 @@ class MMoESyntheticRunner:
       num_sines, c, noise_var, alphas, betas: generator constants (see
         :mod:`mtrlrec.models.synthetic`).
       quick_epochs: epochs used by ``bench --quick``.
+      task_weights: the two tasks' loss weights (fixed balancing).
+      balancing: 'fixed' or 'uncertainty' (Kendall et al. 2018, learned log σ_t²).
     """
 
     def __init__(
@@ -96,6 +108,8 @@ class MMoESyntheticRunner:
         alphas: Sequence[float] | None = None,
         betas: Sequence[float] | None = None,
         quick_epochs: int | None = None,
+        task_weights: Sequence[float] = (1.0, 1.0),
+        balancing: str = "fixed",
     ):
         w = "MMoESyntheticRunner"
         if model not in ("shared_bottom", "omoe", "mmoe", "ple"):
@@ -120,11 +134,17 @@ class MMoESyntheticRunner:
         self.steps_per_epoch = check_int(f"{w}.steps_per_epoch", steps_per_epoch, min_value=1)
         self.quick_epochs = None if quick_epochs is None else check_int(f"{w}.quick_epochs", quick_epochs, min_value=1)
         self.task_params = synthetic.default_task_params(num_sines, c, noise_var, alphas, betas, where=w)
+        self.task_weights = multitask.check_task_weights(f"{w}.task_weights", task_weights, 2)
+        if balancing not in ("fixed", "uncertainty"):
+            raise ConfigError(f"{w}.balancing must be 'fixed' or 'uncertainty', got {balancing!r}.")
+        self.balancing = balancing
 
     def __call__(self, ctx: RunContext) -> Result:
         S = ctx.num_seeds
         tp = self.task_params
-        model, init_fn, predict, loss_fn, eval_fn = _mmoe_programs(self.model, self.dim, self.batch_size)
+        model, init_fn, predict, loss_fn, eval_fn = _mmoe_programs(
+            self.model, self.dim, self.batch_size, self.task_weights, self.balancing
+        )
         keys = jax.random.split(jax.random.PRNGKey(ctx.seed + 7_919), S)
         p = jnp.float32(self.correlation)
 

@@ -10,6 +10,15 @@ from mtrlrec.experiment import run_experiment
 from mtrlrec.models.runners import MMoESyntheticRunner
 
 
+def test_uncertainty_balancing_trains(tmp_path):
+    from mtrlrec.train.result import RunContext
+
+    r = MMoESyntheticRunner(model="mmoe", dim=8, num_valid=64, num_test=64, batch_size=16, steps_per_epoch=10,
+                            num_epochs=2, learning_rates=[0.01], balancing="uncertainty")(RunContext(num_seeds=2))
+    assert r.final["test_loss"].shape == (2,) and np.all(np.isfinite(r.final["test_loss"]))
+    assert r.curves["valid/loss"][:, -1].mean() < r.curves["valid/loss"][:, 0].mean() * 1.5
+
+
 def test_smoke_experiment_writes_run_dir(tmp_path):
     out, result = run_experiment("experiments/mmoe/smoke.gin", out=str(tmp_path / "run"), progress=False)
     assert result.final["test_loss"].shape == (4,)
@@ -31,6 +40,8 @@ def test_smoke_experiment_writes_run_dir(tmp_path):
         (dict(num_train=10, batch_size=32), "num_train=10 is smaller than MMoESyntheticRunner.batch_size=32"),
         (dict(num_sines=2, alphas=[1.0]), "MMoESyntheticRunner.alphas must have 2 entries, got 1"),
         (dict(noise_var=-0.1), "MMoESyntheticRunner.noise_var must be >= 0.0"),
+        (dict(task_weights=[1.0, 1.0, 1.0]), "MMoESyntheticRunner.task_weights must have 2 entries, got 3"),
+        (dict(balancing="gradnorm"), "MMoESyntheticRunner.balancing must be"),
     ],
 )
 def test_bad_bindings(kw, msg):
