@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import custom_batching
 
 _TWO_PI = 6.283185307179586
 _INV_2_32 = 2.0 ** -32
@@ -97,16 +98,97 @@ def _propose(key: jax.Array, d: jax.Array, c: jax.Array, source: str):
     return d * v3, accept
 
 
+def _words(kw, ctr):
+    """uint32 words :math:`h(h(ctr \\oplus k_0) + k_1)` for counters ``ctr`` under keys ``kw [..., 2]``."""
+    return _lowbias32(_lowbias32(ctr ^ kw[..., 0]) + kw[..., 1])
+
+def _proposal(kw, elem, rnd, n, d, c):
+    """MT proposal of element ``elem`` in round ``rnd``; deterministic in (kw, elem, rnd)."""
+    base = ((rnd.astype(jnp.uint32) * jnp.uint32(n) + elem.astype(jnp.uint32)) * jnp.uint32(3))
+    u1 = _uniform_open(_words(kw, base))
+    u2 = _uniform_open(_words(kw, base + jnp.uint32(1)))
+    u = _uniform_open(_words(kw, base + jnp.uint32(2)))
+    x = jnp.sqrt(-2.0 * jnp.log(u1)) * jnp.cos(jnp.float32(_TWO_PI) * u2)
+    v = 1.0 + c * x
+    v3 = v * v * v
+    ok = v > 0.0
+    acc = ok & (jnp.log(u) < 0.5 * x * x + d - d * v3 + 3.0 * d * jnp.log(jnp.where(ok, v, 1.0)))
+    return d * v3, acc
+
+def _round0(kw, d, c, n):
+    """First proposals of all elements: Box-Muller pairs (j, j + n/2) share words."""
+    half = (n + 1) // 2
+    j = jnp.arange(half, dtype=jnp.uint32) * jnp.uint32(3)
+    k = kw[:, None, :]
+    u1 = _uniform_open(_words(k, j))
+    u2 = _uniform_open(_words(k, j + jnp.uint32(1)))
+    r = jnp.sqrt(-2.0 * jnp.log(u1)); th = jnp.float32(_TWO_PI) * u2
+    x = jnp.concatenate([r * jnp.cos(th), r * jnp.sin(th)], axis=1)[:, :n]
+    u = _uniform_open(_words(k, jnp.arange(n, dtype=jnp.uint32) * jnp.uint32(3) + jnp.uint32(2)))
+    v = 1.0 + c * x
+    v3 = v * v * v
+    ok = v > 0.0
+    acc = ok & (jnp.log(u) < 0.5 * x * x + d - d * v3 + 3.0 * d * jnp.log(jnp.where(ok, v, 1.0)))
+    return d * v3, acc
+
+def _gamma_flat(kw, d, c, n):
+    """kw [B, 2], d, c [B, n] -> [B, n]; global compaction of rejected draws."""
+    B = d.shape[0]
+    g, done = _round0(kw, d, c, n)
+    N = B * n
+    M = max(8, N // 16)
+    g, done = g.reshape(-1), done.reshape(-1)
+    df, cf = d.reshape(-1), c.reshape(-1)
+    def outer(carry):
+        g, done = carry
+        idx = jnp.nonzero(~done, size=M, fill_value=N)[0]
+        valid = idx < N
+        safe = jnp.minimum(idx, N - 1)
+        kwb, el, dd, cc = kw[safe // n], safe % n, df[safe], cf[safe]
+        def inner(q):
+            gb, okb, r = q
+            gn, acc = _proposal(kwb, el, r, n, dd, cc)
+            take = (~okb) & acc
+            return jnp.where(take, gn, gb), okb | acc, r + 1
+        gb, _, _ = jax.lax.while_loop(lambda q: ~jnp.all(q[1]), inner,
+                                      (jnp.zeros(M, jnp.float32), ~valid, jnp.ones(M, jnp.int32)))
+        slot = jnp.where(valid, idx, N)
+        return g.at[slot].set(gb, mode="drop"), done.at[slot].set(True, mode="drop")
+    g, done = jax.lax.while_loop(lambda q: ~jnp.all(q[1]), outer, (g, done))
+    return g.reshape(B, n)
+
+@custom_batching.custom_vmap
+def _gamma_core(kw, d, c):
+    """``kw [2]``, ``d, c [n]`` -> ``[n]`` Marsaglia–Tsang draws (batched by ``_rule``)."""
+    return _gamma_flat(kw[None], d[None], c[None], d.shape[0])[0]
+
+@_gamma_core.def_vmap
+def _rule(axis_size, in_batched, kw, d, c):
+    # Under vmap (seeds), compact the rejected draws of the WHOLE batch.
+    kb, db, cb = in_batched
+    kw = kw if kb else jnp.broadcast_to(kw, (axis_size,) + kw.shape)
+    d = d if db else jnp.broadcast_to(d, (axis_size,) + d.shape)
+    c = c if cb else jnp.broadcast_to(c, (axis_size,) + c.shape)
+    return _gamma_flat(kw, d, c, d.shape[-1]), True
+
+
 def standard_gamma(
     key: jax.Array, alpha: jax.Array, source: str = "hash", shape_ge_one: bool = False
 ) -> jax.Array:
     r"""Exact draws :math:`G \sim \mathrm{Gamma}(\alpha, 1)`, one per entry of ``alpha``.
 
-    One proposal is made for every entry; the (few) rejected entries are then
-    gathered, at most ``m = max(2, n // 8)`` at a time, and re-proposed in a
-    ``lax.while_loop`` until all are accepted. Under ``vmap`` the loop runs until
-    every batch element is done, but each extra round costs ``m`` proposals,
-    not ``n``.
+    ``source='hash'`` (default): every draw ``j`` has its own deterministic
+    sequence of proposals, whose words are a counter hash of the call's key,
+    ``j`` and the round, so results do not depend on how draws are batched.
+    All draws get a first proposal (Box–Muller pairs); the rejected ones (a few
+    per cent) are gathered into a buffer of ``max(8, N/16)`` slots and
+    re-proposed until accepted. Under ``vmap`` a custom batching rule
+    (``jax.custom_batching.custom_vmap``) gathers the rejected draws of the
+    WHOLE batch of N = batch × n draws, so the fallback costs O(rejected), not a
+    full round per batch element.
+
+    ``source='threefry'``: words from ``jax.random.bits``; rejected draws are
+    re-proposed in two compacted rounds per call and then a ``while_loop``.
 
     Args:
       key: PRNG key.
@@ -123,11 +205,18 @@ def standard_gamma(
     shape = alpha.shape
     a = alpha.reshape(-1)
     n = a.shape[0]
-    m = max(2, n // 8)
+    m1, m2 = max(2, n // 8), max(2, n // 64)
     small = a < 1.0
     a1 = jnp.where(small, a + 1.0, a)
     d = a1 - 1.0 / 3.0
     c = 1.0 / jnp.sqrt(9.0 * d)
+    if source == "hash":
+        words = jax.random.bits(key, (4,), jnp.uint32)
+        g = _gamma_core(words[:2], d, c)
+        if not shape_ge_one:
+            u = _uniform_open(_words(words[2:], jnp.arange(n, dtype=jnp.uint32)))
+            g = g * jnp.where(small, jnp.exp(jnp.log(u) / jnp.where(small, a, 1.0)), 1.0)
+        return g.reshape(shape)
     key, k0, k_small = jax.random.split(key, 3)
     if not shape_ge_one:
         # alpha < 1: G_alpha = G_{alpha+1} * U^{1/alpha} (Marsaglia & Tsang §6),
@@ -135,26 +224,25 @@ def standard_gamma(
         u = _uniform_open(random_bits(k_small, n, source))
         boost = jnp.where(small, jnp.exp(jnp.log(u) / jnp.where(small, a, 1.0)), 1.0)
     g, done = _propose(k0, d, c, source)
-    # One compacted round without control flow: under vmap it removes almost
-    # every pending draw, so the while loop below rarely iterates.
 
-    def cond(carry):
-        return ~jnp.all(carry[1])
+    def compacted(m):
+        def body(carry):
+            g, done, key = carry
+            key, k = jax.random.split(key)
+            idx = jnp.nonzero(~done, size=m, fill_value=n)[0]  # [m], n = no slot
+            valid = idx < n
+            g_new, acc = _propose(k, jnp.take(d, idx, mode="clip"),
+                                  jnp.take(c, idx, mode="clip"), source)
+            slot = jnp.where(valid & acc, idx, n)
+            g = g.at[slot].set(g_new, mode="drop")
+            done = done.at[slot].set(True, mode="drop")
+            return g, done, key
 
-    def body(carry):
-        g, done, key = carry
-        key, k = jax.random.split(key)
-        idx = jnp.nonzero(~done, size=m, fill_value=n)[0]  # [m], n = no slot
-        valid = idx < n
-        g_new, acc = _propose(k, jnp.take(d, idx, mode="clip"), jnp.take(c, idx, mode="clip"),
-                              source)
-        take = valid & acc
-        g = g.at[jnp.where(take, idx, n)].set(g_new, mode="drop")
-        done = done.at[jnp.where(take, idx, n)].set(True, mode="drop")
-        return g, done, key
+        return body
 
-    g, done, key = body((g, done, key))
-    g, _, _ = jax.lax.while_loop(cond, body, (g, done, key))
+    carry = compacted(m1)((g, done, key))
+    carry = compacted(m2)(carry)
+    g, _, _ = jax.lax.while_loop(lambda c: ~jnp.all(c[1]), compacted(m2), carry)
     if not shape_ge_one:
         g = g * boost
     return g.reshape(shape)

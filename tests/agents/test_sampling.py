@@ -71,3 +71,17 @@ def test_bit_sources_and_errors():
     assert abs(frac - 0.5) < 5 * 0.5 / np.sqrt(bits.size * 32)
     with pytest.raises(ValueError, match="unknown bit source"):
         sampling.random_bits(jax.random.PRNGKey(0), 4, "mt19937")
+
+
+def test_hash_sampler_does_not_depend_on_batching():
+    """Each draw's proposals depend on its key and index only (custom vmap rule)."""
+    a = jnp.asarray([1.0, 1.0, 3.0, 0.5], jnp.float32)
+    b = jnp.asarray([1.0, 9.0, 2.0, 0.5], jnp.float32)
+    keys = jax.random.split(jax.random.PRNGKey(5), 64)
+    batched = np.asarray(jax.jit(jax.vmap(lambda k: sampling.beta(k, a, b)))(keys))
+    single = jax.jit(lambda k: sampling.beta(k, a, b))
+    one_by_one = np.stack([np.asarray(single(keys[i])) for i in range(4)])
+    np.testing.assert_allclose(one_by_one, batched[:4], rtol=1e-5, atol=1e-6)
+    nested = jax.jit(jax.vmap(jax.vmap(lambda k, s: sampling.beta(k, a * s, b), in_axes=(0, None)),
+                              in_axes=(None, 0)))(keys[:8], jnp.asarray([1.0, 2.0]))
+    np.testing.assert_allclose(np.asarray(nested[0]), batched[:8], rtol=1e-5, atol=1e-6)
