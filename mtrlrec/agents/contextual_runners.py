@@ -78,7 +78,7 @@ def run_contextual(env: Environment, agent: Agent, *, num_steps: int, num_seeds:
     """
     num_steps = check_int("num_steps", num_steps, min_value=1)
     num_seeds = check_int("num_seeds (--seeds)", num_seeds, min_value=1)
-    learn = hasattr(agent, "learn") and hasattr(agent, "learn_every")
+    learn = getattr(agent, "learn_every", None) is not None
     if learn:
         block = agent.learn_every
     elif block is None:

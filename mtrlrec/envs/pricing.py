@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mtrlrec.core.env import Environment
+from mtrlrec.envs.contextual import NonEpisodicMixin
 from mtrlrec.core.errors import ConfigError, check_float, check_floats
 from mtrlrec.core.spaces import Box, Discrete
 
@@ -89,7 +90,7 @@ def expected_tables(params: PricingParams) -> tuple[jax.Array, jax.Array, jax.Ar
 
 
 @gin.configurable
-class DynamicPricing(Environment):
+class DynamicPricing(NonEpisodicMixin, Environment):
     """Price × promotion arms with logistic per-segment demand (see module docstring).
 
     Args:
