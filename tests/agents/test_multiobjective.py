@@ -112,3 +112,17 @@ def test_bad_input():
         mo.update(None, state, _tr(np.ones(3), 0, [1.0, 0.0]))
     with pytest.raises(ConfigError, match="PricingRunner.env must be a DynamicPricing"):
         PricingRunner(env=AdPlacement(), agent=mo)
+
+
+def test_ads_runner_metrics_are_consistent():
+    """CTR/CVR/conversions from counts agree with the model's probabilities."""
+    env = AdPlacement(weights=(1.0, 5.0))
+    res = AdsRunner(env=env, agent=MultiObjectiveLinTS(objective_weights=[1.0, 5.0]),
+                    num_steps=2000)(RunContext(num_seeds=8))
+    f = res.final
+    for k in ("ctr", "cvr", "conversions", "regret"):
+        assert f[k].shape == (8,) and np.all(np.isfinite(f[k]))
+    assert np.all(np.isnan(f["revenue"]))  # pricing columns do not apply
+    d = f["ctr"] - f["expected_ctr"]  # realised vs expected clicks, same impressions
+    assert abs(d.mean()) < 4 * max(d.std(), 1e-6) / np.sqrt(8) + 4 * np.sqrt(0.25 / 2000 / 8)
+    np.testing.assert_allclose(f["conversions"], f["cvr"] * f["ctr"], rtol=1e-5)

@@ -135,3 +135,14 @@ def test_contextual_experiment_files_build():
         gin.clear_config()
         exp = build([f])
         assert callable(exp.runner)
+
+
+def test_logistic_click_frequency():
+    env = LogisticBandit(dim=3, num_arms=4, base_logit=-1.0)
+    p = env.default_params()
+    _, state = env.reset(jax.random.PRNGKey(0), p)
+    keys = jax.random.split(jax.random.PRNGKey(4), 8000)
+    r = np.asarray(jax.vmap(lambda k: env.step_env(k, state, 1, p)[2])(keys))
+    mu = float(env.mean_rewards(state.context, p)[1])
+    assert set(np.unique(r)) <= {0.0, 1.0}
+    assert abs(r.mean() - mu) < 4 * np.sqrt(mu * (1 - mu) / len(r))
