@@ -23,14 +23,25 @@ from mtrlrec.train import supervised
 from mtrlrec.train.result import Result, RunContext
 
 
-@functools.lru_cache(maxsize=None)
-def _mmoe_programs(kind: str, dim: int, batch: int, weights: tuple = (1.0, 1.0), balancing: str = "fixed"):
+def _mmoe_programs(kind: str, dim: int, batch: int, weights: tuple = (1.0, 1.0),
+                   balancing: str = "fixed"):
     """Model functions shared by every runner with the same static configuration.
+
+    The model is built here, under the current Gin bindings, and is part of
+    the cache key (linen modules hash by their fields), so a later run in the
+    same process with other ``MultiTaskModel`` bindings gets its own programs.
+    """
+    model = multitask.make_multitask_model(kind=kind, num_tasks=2)
+    return _mmoe_programs_for(model, dim, batch, tuple(weights), balancing)
+
+
+@functools.lru_cache(maxsize=None)
+def _mmoe_programs_for(model, dim: int, batch: int, weights: tuple, balancing: str):
+    """Cached model functions of one concrete model.
 
     Training loss: ``Σ_t w_t MSE_t`` (``fixed``) or uncertainty weighting with
     learned ``log σ_t²`` stored beside the network parameters (``uncertainty``).
     """
-    model = multitask.make_multitask_model(kind=kind, num_tasks=2)
     w = jnp.asarray(weights, jnp.float32)
 
     def init_fn(key):

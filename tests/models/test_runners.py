@@ -47,3 +47,19 @@ def test_smoke_experiment_writes_run_dir(tmp_path):
 def test_bad_bindings(kw, msg):
     with pytest.raises(ConfigError, match=msg):
         MMoESyntheticRunner(**kw)
+
+
+def test_mmoe_programs_follow_gin_bindings():
+    """A later run in the same process with other model bindings must not reuse the old model."""
+    import gin
+
+    from mtrlrec import config
+    from mtrlrec.models import runners
+
+    config.import_all()
+    gin.clear_config()
+    a = runners._mmoe_programs("mmoe", 100, 128)[0]
+    gin.parse_config("MultiTaskModel.num_experts = 3")
+    b = runners._mmoe_programs("mmoe", 100, 128)[0]
+    assert a is not b and b.num_experts == 3
+    assert runners._mmoe_programs("mmoe", 100, 128)[0] is b
