@@ -43,7 +43,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from mtrlrec.core.env import Environment
-from mtrlrec.envs.contextual import NonEpisodicMixin
 from mtrlrec.core.errors import ConfigError, check_float, check_floats, check_int
 from mtrlrec.core.spaces import Box, Discrete
 
@@ -71,7 +70,7 @@ def ad_probabilities(x: jax.Array, params: AdsParams) -> tuple[jax.Array, jax.Ar
 
 
 @gin.configurable
-class AdPlacement(NonEpisodicMixin, Environment):
+class AdPlacement(Environment):
     """Contextual ad placement with click and conversion (see module docstring).
 
     Args:

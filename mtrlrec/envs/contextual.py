@@ -65,20 +65,6 @@ class ContextState:
     t: jax.Array  # rounds played
 
 
-class NonEpisodicMixin:
-    """``step`` = ``step_env`` for never-ending bandits.
-
-    ``Environment.step`` splits the key for an auto-reset before it checks
-    ``episodic``; a bandit step needs neither, and the saved threefry call is a
-    noticeable share of a cheap contextual step.
-    """
-
-    def step(self, key, state, action, params=None):
-        if params is None:
-            params = self.default_params()
-        return self.step_env(key, state, action, params)
-
-
 def _regret_info(means: jax.Array, action: jax.Array) -> dict[str, jax.Array]:
     """Pseudo-regret and optimality of ``action`` given arm means ``[K]``."""
     best = jnp.max(means)
@@ -107,7 +93,7 @@ def _default_theta(task_seed: int, num_arms: int, dim: int) -> jax.Array:
     return jax.random.normal(key, (num_arms, dim), jnp.float32) / np.sqrt(dim)
 
 
-class _LinearFamily(NonEpisodicMixin, Environment):
+class _LinearFamily(Environment):
     """Shared code of the linear-Gaussian and logistic bandits."""
 
     episodic = False
@@ -273,7 +259,7 @@ def check_wheel_delta(name: str, delta: Any) -> float:
 
 
 @gin.configurable
-class WheelBandit(NonEpisodicMixin, Environment):
+class WheelBandit(Environment):
     r"""The wheel bandit of Riquelme, Tucker & Snoek (ICLR 2018).
 
     See the module docstring for the generative model. Contexts are uniform in

@@ -53,7 +53,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from mtrlrec.core.env import Environment
-from mtrlrec.envs.contextual import NonEpisodicMixin
 from mtrlrec.core.errors import ConfigError, check_float, check_floats
 from mtrlrec.core.spaces import Box, Discrete
 
@@ -90,7 +89,7 @@ def expected_tables(params: PricingParams) -> tuple[jax.Array, jax.Array, jax.Ar
 
 
 @gin.configurable
-class DynamicPricing(NonEpisodicMixin, Environment):
+class DynamicPricing(Environment):
     """Price × promotion arms with logistic per-segment demand (see module docstring).
 
     Args:
