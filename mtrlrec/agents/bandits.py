@@ -54,6 +54,13 @@ def argmax_random_tiebreak(key: jax.Array, values: jax.Array) -> jax.Array:
     return jnp.argmax(jnp.where(ties, noise, -1.0)).astype(jnp.int32)
 
 
+def _uniform_among(mask: jax.Array, u: jax.Array) -> jax.Array:
+    """The ``floor(u·n)``-th True of ``mask`` ``[K]`` (n Trues): uniform among them for u ~ U[0, 1)."""
+    running = jnp.cumsum(mask.astype(jnp.int32))
+    j = jnp.minimum(jnp.floor(u * running[-1]), running[-1] - 1).astype(jnp.int32)
+    return jnp.argmax(running > j).astype(jnp.int32)
+
+
 def _categorical(key: jax.Array, probs: jax.Array) -> jax.Array:
     """One draw from ``probs`` ``[K]`` by inverse CDF (one uniform word)."""
     u = jax.random.uniform(key) * jnp.sum(probs)
@@ -165,11 +172,15 @@ class EpsilonGreedy(_BanditAgent):
         return eps
 
     def act(self, key, state, obs):
-        k_explore, k_arm, k_tie = jax.random.split(key, 3)
+        # Two uniforms from one threefry call: u[0] decides exploration; u[1]
+        # picks the random arm or the tied greedy arm (only one of them is used,
+        # and u[1] is independent of u[0], so both choices stay exactly uniform).
+        # Twice the throughput of separate keys for arm, ties and coin.
+        u = jax.random.uniform(key, (2,))
         k = state.values.shape[0]
-        greedy = argmax_random_tiebreak(k_tie, state.values)
-        random_arm = jax.random.randint(k_arm, (), 0, k, dtype=jnp.int32)
-        explore = jax.random.uniform(k_explore) < self.current_epsilon(state)
+        random_arm = jnp.minimum(jnp.floor(u[1] * k), k - 1).astype(jnp.int32)
+        greedy = _uniform_among(state.values >= jnp.max(state.values), u[1])
+        explore = u[0] < self.current_epsilon(state)
         return jnp.where(explore, random_arm, greedy), {}
 
     def update(self, key, state, transition):
