@@ -245,11 +245,13 @@ class OptimisticGreedy(_BanditAgent):
         return state.w * state.hparams.initial_value + state.q
 
     def act(self, key, state, obs):
-        k_explore, k_arm, k_tie = jax.random.split(key, 3)
-        k = state.q.shape[0]
-        greedy = argmax_random_tiebreak(k_tie, self.estimates(state))
-        random_arm = jax.random.randint(k_arm, (), 0, k, dtype=jnp.int32)
-        explore = jax.random.uniform(k_explore) < state.hparams.epsilon
+        # As EpsilonGreedy.act: two uniforms from one threefry call.
+        u = jax.random.uniform(key, (2,))
+        q = self.estimates(state)
+        k = q.shape[0]
+        random_arm = jnp.minimum(jnp.floor(u[1] * k), k - 1).astype(jnp.int32)
+        greedy = _uniform_among(q >= jnp.max(q), u[1])
+        explore = u[0] < state.hparams.epsilon
         return jnp.where(explore, random_arm, greedy), {}
 
     def update(self, key, state, transition):
