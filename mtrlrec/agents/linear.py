@@ -279,7 +279,7 @@ class NIGPosterior:
 
 
 def nig_prior(num_arms: int, dim: int, lambda_prior: float) -> NIGPosterior:
-    """The prior :math:`\Lambda_0 = \lambda I`, no data."""
+    r"""The prior :math:`\Lambda_0 = \lambda I`, no data."""
     cov = jnp.eye(dim, dtype=jnp.float32) / jnp.float32(lambda_prior)
     return NIGPosterior(
         cov=jnp.broadcast_to(cov, (num_arms, dim, dim)),
@@ -306,7 +306,7 @@ def rank_one_arm_update(mats: jax.Array, arm: jax.Array, x: jax.Array,
 
 def nig_observe(post: NIGPosterior, arm: jax.Array, z: jax.Array, r: jax.Array,
                 cov_z: jax.Array | None = None) -> NIGPosterior:
-    """Adds one observation ``(z [p], r [])`` to arm ``arm`` in :math:`O(p^2)`.
+    r"""Adds one observation ``(z [p], r [])`` to arm ``arm`` in :math:`O(p^2)`.
 
     ``cov_z``: optionally :math:`\Lambda_a^{-1} z` of that arm, already computed.
     """

@@ -531,7 +531,7 @@ def empirical_reward_model(
 
 @flax.struct.dataclass
 class LogisticRewardParams:
-    """Parameters of :func:`fit_logistic_reward_model`, one set per fold (leading ``[F]`` axis).
+    r"""Parameters of :func:`fit_logistic_reward_model`, one set per fold (leading ``[F]`` axis).
 
     :math:`\mathrm{logit}\, \hat q(x, a, k) = b_0 + b_a + c_k + x^\top v + x^\top U_a`.
     """
