@@ -38,18 +38,8 @@ from mtrlrec.core.agent import Agent
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError, check_int
 from mtrlrec.core.types import Transition
+from mtrlrec.train.loop import step_metrics
 from mtrlrec.envs.contextual import WheelBandit, check_wheel_delta, wheel_uniform_regret
-
-
-def _scalars(prefix, d):
-    out = {}
-    for k, v in d.items():
-        if k == "final_observation":
-            continue
-        v = jnp.asarray(v)
-        if v.ndim == 0 and (jnp.issubdtype(v.dtype, jnp.number) or v.dtype == jnp.bool_):
-            out[prefix + k] = v.astype(jnp.float32)
-    return out
 
 
 def run_contextual(env: Environment, agent: Agent, *, num_steps: int, num_seeds: int,
@@ -109,14 +99,7 @@ def run_contextual(env: Environment, agent: Agent, *, num_steps: int, num_seeds:
                 ast2, am = agent.observe(k_upd, ast, tr), {}
             else:
                 ast2, am = agent.update(k_upd, ast, tr)
-            m = _scalars("", info)
-            r = jnp.asarray(reward, jnp.float32)
-            if r.ndim == 0:
-                m["reward"] = r
-            else:
-                for i, n in enumerate(env.reward_names):
-                    m[f"reward/{n}"] = r[i]
-            m.update(_scalars("agent/", am))
+            m = step_metrics(env, reward, info, am)
             return (es2, ast2, obs2), m
 
         def block_fn(carry, _):

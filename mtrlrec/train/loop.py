@@ -102,7 +102,8 @@ def _scalar_metrics(prefix: str, d: Mapping[str, Any]) -> dict[str, jax.Array]:
     return out
 
 
-def _step_metrics(env: Environment, reward, info, agent_metrics) -> dict[str, jax.Array]:
+def step_metrics(env: Environment, reward, info, agent_metrics) -> dict[str, jax.Array]:
+    """The scalars logged for one step: info entries, reward (per component), ``agent/`` metrics."""
     m = _scalar_metrics("", info)
     reward = jnp.asarray(reward, jnp.float32)
     if reward.ndim == 0:
@@ -149,7 +150,7 @@ def _make_window_fn(env: Environment, agent: Agent, log_every: int):
             agent_state, agent_metrics = agent.observe(k_upd, carry.agent_state, transition), {}
         else:
             agent_state, agent_metrics = agent.update(k_upd, carry.agent_state, transition)
-        metrics = _step_metrics(env, reward, info, agent_metrics)
+        metrics = step_metrics(env, reward, info, agent_metrics)
         new = carry.replace(env_state=env_state, agent_state=agent_state, obs=obs, t=carry.t + 1)
         return (new, env_params), metrics
 
