@@ -32,7 +32,7 @@ def test_welch_test_matches_scipy():
     se = math.sqrt(a.var(ddof=1) / 30 + b.var(ddof=1) / 45)
     assert float(res.se) == pytest.approx(se, rel=1e-5)
     q = scipy.stats.t.ppf(0.975, float(res.df))
-    assert float(res.low) == pytest.approx(res.diff - q * se, rel=1e-4)
+    assert float(res.low) == pytest.approx(float(res.diff) - q * se, rel=1e-4)
     m, lo, hi = stats.confidence_interval(a)
     h = scipy.stats.t.ppf(0.975, 29) * a.std(ddof=1) / math.sqrt(30)
     assert (float(lo), float(hi)) == pytest.approx((a.mean() - h, a.mean() + h), rel=1e-4)
