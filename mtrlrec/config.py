@@ -181,8 +181,11 @@ def call(fn, what: str):
         return fn()
     except ConfigError as e:
         raise ConfigError(str(e)) from None
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, RuntimeError) as e:
         msg = str(e)
+        if "Required bindings" in msg:
+            raise ConfigError(f"while building {what}: {msg} (bind them in the experiment file "
+                              "or with --gin_param)") from None
         if "In call to configurable" in msg or "Required" in msg or "REQUIRED" in msg:
             raise ConfigError(f"while building {what}: {_improve(msg)}") from None
         raise
