@@ -87,18 +87,19 @@ def _parameters_of(name: str) -> list[str]:
 
 
 def _improve(message: str) -> str:
-    m = re.search(r"No configurable matching '([^']+)'", message)
+    m = re.search(r"No configurable matching '([^']+)'\.?", message)
     if m:
         close = difflib.get_close_matches(m.group(1).split(".")[-1], _configurable_names(), n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         return message.replace(m.group(0), f"Unknown configurable '{m.group(1)}'.{hint}", 1)
-    m = re.search(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'", message)
+    m = re.search(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'\.?", message)
     if m:
         params = _parameters_of(m.group(1))
         close = difflib.get_close_matches(m.group(2), params, n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         valid = f" Valid parameters: {', '.join(params)}." if params else ""
-        return message.replace(m.group(0), m.group(0) + "." + hint + valid, 1)
+        head = m.group(0).rstrip(".")
+        return message.replace(m.group(0), head + "." + hint + valid, 1)
     return message
 
 
