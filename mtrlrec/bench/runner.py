@@ -198,18 +198,13 @@ def run_row(spec: spec_lib.TableSpec, row: spec_lib.Row, *, quick: bool, seeds: 
         ctx.writer = writer
     try:
         result = exp.runner(ctx)
-        for col in spec.columns:
-            if col.metric not in result.final:
-                raise ConfigError(
-                    f"{spec.path}: column {col.key!r} needs metric {col.metric!r}, which row "
-                    f"{row.key!r} ({row.experiment}) does not produce; it produces "
-                    f"{sorted(result.final)}."
-                )
         if writer is not None:
             experiment_lib.write_outputs(row_dir, result, writer, title=f"{spec.name}/{row.key}",
                                          description=row.label, num_seeds=seeds)
             finals = {}
             for col in spec.columns:
+                if col.metric not in result.final:
+                    continue
                 mean, _, _ = result.mean_se(col.metric)
                 if np.ndim(mean) == 0:
                     finals[f"table/{col.key}"] = float(mean)
@@ -235,17 +230,27 @@ def run_table(name: str, *, quick: bool = False, out: str | None = None,
         out or str(pathlib.Path("runs") / "bench" / f"{spec.name}{'-quick' if quick else ''}-{stamp}"),
         spec.name)
     cells: dict[tuple[str, str], Cell] = {}
+    produced: dict[str, list[str]] = {}
     for row in spec.rows:
         if rows is not None and row.key not in rows:
             continue
         result = run_row(spec, row, quick=quick, seeds=seeds, row_dir=out_dir / "rows" / row.key,
                          progress=progress)
+        produced[row.key] = sorted(result.final)
         for col in spec.columns:
+            if col.metric not in result.final:
+                continue  # a row may not have every column (e.g. pricing rows in an ads table)
             mean, se, n = result.mean_se(col.metric)
             if np.ndim(mean) != 0:
                 raise ConfigError(f"{spec.path}: row {row.key!r} is a sweep; a table cell needs "
                                   "one value per seed.")
             cells[(row.key, col.key)] = Cell(float(mean), float(se), n)
+    for col in spec.columns:
+        if produced and not any((r, col.key) in cells for r in produced):
+            raise ConfigError(
+                f"{spec.path}: column {col.key!r} needs metric {col.metric!r}, which no row "
+                f"produces; the rows produce {sorted(set().union(*produced.values()))}."
+            )
     judgements = [judge(cells.get((r.row, r.column)), r, quick) for r in spec.references]
     checks = [(c.name, evaluate_check(c, cells, spec.references, quick)) for c in spec.checks]
     bt = BenchTable(spec, quick, cells, judgements, checks)

@@ -95,3 +95,11 @@ def test_all_committed_specs_load():
     for p in sorted(spec_lib.TABLES_DIR.glob("*.toml")):
         spec = spec_lib.load(str(p))
         assert spec.rows and spec.columns, p
+
+
+def test_column_no_row_produces_is_an_error(tmp_path):
+    p = _write_spec(tmp_path, 400.0)
+    p.write_text(p.read_text().replace('metric = "cumulative_regret"', 'metric = "cumulative_regert"'))
+    with pytest.raises(ConfigError, match=r"column 'regret' needs metric 'cumulative_regert', "
+                                          r"which no row produces; the rows produce \[.*'cumulative_regret'"):
+        run_table(str(p), quick=True, out=str(tmp_path / "o"), progress=False)
