@@ -38,7 +38,7 @@ from mtrlrec.core.agent import Agent
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError, check_int
 from mtrlrec.core.types import Transition
-from mtrlrec.train.loop import step_metrics
+from mtrlrec.train.loop import checked_params, choose_num_chunks, step_metrics
 from mtrlrec.envs.contextual import WheelBandit, check_wheel_delta, wheel_uniform_regret
 
 
@@ -72,17 +72,13 @@ def run_contextual(env: Environment, agent: Agent, *, num_steps: int, num_seeds:
     if learn:
         block = agent.learn_every
     elif block is None:
-        block = max(d for d in range(1, max(num_steps // 50, 1) + 1) if num_steps % d == 0)
+        block = choose_num_chunks(num_steps, max(num_steps // 50, 1))
     if num_steps % block:
         raise ConfigError(
             f"num_steps={num_steps} must be a multiple of the block length {block} "
             f"(the agent's train_every).")
     num_blocks = num_steps // block
-    if env_params is None:
-        env_params = env.default_params()
-    if not params_batched:
-        env.check_params(env_params)
-    agent.check_compatible(env.observation_spec(env_params), env.action_spec(env_params))
+    env_params = checked_params(env, agent, env_params, params_batched)
 
     def one_run(key, params):
         k_env, k_agent, k_loop = jax.random.split(key, 3)

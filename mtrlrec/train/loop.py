@@ -224,8 +224,22 @@ def _override_env_params(env_params, env_hp):
         raise ConfigError(f"cannot sweep env params {sorted(env_hp)}: {e}") from None
 
 
+def checked_params(env: Environment, agent: Agent, env_params: Any, batched: bool) -> Any:
+    """``env_params`` (default: the env's own), validated on the host with the agent's fit.
+
+    Batched params (a leading task or seed axis) skip ``env.check_params``,
+    which validates one task.
+    """
+    if env_params is None:
+        env_params = env.default_params()
+    if not batched:
+        env.check_params(env_params)
+    agent.check_compatible(env.observation_spec(env_params), env.action_spec(env_params))
+    return env_params
+
+
 def choose_num_chunks(num_logs: int, target: int = 10) -> int:
-    """The largest divisor of ``num_logs`` that is <= ``target``."""
+    """The largest divisor of ``num_logs`` that is <= ``target`` (chunks, or block lengths)."""
     return max(d for d in range(1, min(num_logs, target) + 1) if num_logs % d == 0)
 
 
@@ -289,11 +303,7 @@ def run(
             f"num_chunks={num_chunks} must divide the number of log windows {num_logs}."
         )
     windows_per_chunk = num_logs // num_chunks
-    if env_params is None:
-        env_params = env.default_params()
-    if not env_params_per_seed:
-        env.check_params(env_params)
-    agent.check_compatible(env.observation_spec(env_params), env.action_spec(env_params))
+    env_params = checked_params(env, agent, env_params, env_params_per_seed)
     sweep, num_hp = _check_sweep(hparams)
 
     padded = sharding.padded_size(num_seeds)
@@ -356,14 +366,13 @@ def run(
             bar.update(windows_per_chunk * log_every)
             rate = num_seeds * max(num_hp, 1) * windows_per_chunk * log_every / max(dt, 1e-9)
             bar.set_postfix_str(f"{rate:,.0f} seed·steps/s")
-        out = _output(collected, log_every, carry, sweep, seconds, compile_seconds,
-                      seed_axis, num_seeds)
+        out = _output(collected, log_every, carry, sweep, seconds, compile_seconds)
         if on_chunk is not None:
             on_chunk(c, num_chunks, out)
     if bar is not None:
         bar.close()
     if out is None:  # resumed a finished run
-        out = _output(collected, log_every, carry, sweep, 0.0, 0.0, seed_axis, num_seeds)
+        out = _output(collected, log_every, carry, sweep, 0.0, 0.0)
     return out
 
 
@@ -422,13 +431,11 @@ def _restore_carry(template, restored):
 
 
 def _trim(a: np.ndarray, seed_axis: int, num_seeds: int) -> np.ndarray:
-    """Drops padding seeds and moves the window axis last: ``[..., S, W]``."""
-    a = np.take(a, np.arange(num_seeds), axis=seed_axis)
-    # chunk output is [..., S, W] already since scan stacks windows innermost.
-    return a
+    """Drops the padding seeds of a chunk's metrics ``[..., S_padded, W]``."""
+    return np.take(a, np.arange(num_seeds), axis=seed_axis)
 
 
-def _output(collected, log_every, carry, sweep, seconds, compile_seconds, seed_axis, num_seeds):
+def _output(collected, log_every, carry, sweep, seconds, compile_seconds):
     metrics = {k: np.concatenate(v, axis=-1) for k, v in collected.items()}
     num_logs = next(iter(metrics.values())).shape[-1] if metrics else 0
     return LoopOutput(
@@ -439,11 +446,3 @@ def _output(collected, log_every, carry, sweep, seconds, compile_seconds, seed_a
         seconds=seconds,
         compile_seconds=compile_seconds,
     )
-
-
-def trim_carry(carry, num_seeds: int, seed_axis: int = 0):
-    """The carry without padding seeds (for inspection)."""
-    return jax.tree.map(lambda a: np.take(np.asarray(a), np.arange(num_seeds), axis=seed_axis),
-                        carry)
-
-
