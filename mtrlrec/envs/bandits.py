@@ -61,13 +61,6 @@ def _regret_info(means: jax.Array, action: jax.Array) -> dict[str, jax.Array]:
     return {"regret": best - mu, "optimal_action": (mu >= best).astype(jnp.float32)}
 
 
-def _step_no_reset(self, key, state, action, params=None):
-    """``Environment.step`` for never-ending bandits: no auto-reset, so no key split."""
-    if params is None:
-        params = self.default_params()
-    return self.step_env(key, state, action, params)
-
-
 def _check_means(name: str, means, num_arms: int, low=None, high=None) -> None:
     """Host-side check of concrete ``means`` (any leading batch axes)."""
     m = np.asarray(means)
@@ -79,19 +72,15 @@ def _check_means(name: str, means, num_arms: int, low=None, high=None) -> None:
         raise ConfigError(f"{name} must lie in [{low}, {high}], got {m}.")
 
 
-class _StationaryBandit(Environment):
-    """Shared code of stationary K-armed bandits with means in ``BanditParams``."""
+class _ContextFreeBandit(Environment):
+    """Never-ending K-armed bandits without context: a constant observation.
+
+    ``episodic = False`` makes ``Environment.step`` skip the auto-reset (and
+    its key split) entirely.
+    """
 
     episodic = False
-    cumulative_metrics = ("regret", "reward")
-    _low: float | None = None
-    _high: float | None = None
-
-    def default_params(self) -> BanditParams:
-        return BanditParams(means=jnp.asarray(self.means, jnp.float32))
-
-    def check_params(self, params: BanditParams) -> None:
-        _check_means(f"{self.name}.means", params.means, self.num_arms, self._low, self._high)
+    num_arms: int
 
     def observation_spec(self, params=None):
         return Box(0.0, 0.0, ())
@@ -102,7 +91,19 @@ class _StationaryBandit(Environment):
     def reset_env(self, key, params):
         return jnp.zeros((), jnp.float32), BanditState(t=jnp.int32(0))
 
-    step = _step_no_reset
+
+class _StationaryBandit(_ContextFreeBandit):
+    """Shared code of stationary K-armed bandits with means in ``BanditParams``."""
+
+    cumulative_metrics = ("regret", "reward")
+    _low: float | None = None
+    _high: float | None = None
+
+    def default_params(self) -> BanditParams:
+        return BanditParams(means=jnp.asarray(self.means, jnp.float32))
+
+    def check_params(self, params: BanditParams) -> None:
+        _check_means(f"{self.name}.means", params.means, self.num_arms, self._low, self._high)
 
     def sample_reward(self, key, mean):
         raise NotImplementedError
@@ -232,8 +233,6 @@ class _MovingBandit(Environment):
             return (jax.random.uniform(key) < mean).astype(jnp.float32)
         return mean + self.noise_std * jax.random.normal(key, (), jnp.float32)
 
-    step = _step_no_reset
-
     def _move(self, key, means):
         raise NotImplementedError
 
@@ -321,7 +320,7 @@ class ClickConversionParams:
 
 
 @gin.configurable
-class ClickConversionBandit(Environment):
+class ClickConversionBandit(_ContextFreeBandit):
     """Two-objective arms: click, then conversion given the click.
 
     :math:`c \\sim \\mathrm{Bernoulli}(p_a)`, :math:`v \\mid c \\sim
@@ -337,10 +336,8 @@ class ClickConversionBandit(Environment):
       regret_weights: (w_c, w_v) >= 0 used for ``info['regret']``.
     """
 
-    episodic = False
     reward_names = ("click", "conversion")
     cumulative_metrics = ("regret",)
-    step = _step_no_reset
 
     def __init__(self, num_arms: int = 5, click: Sequence[float] | None = None,
                  conversion: Sequence[float] | None = None,
@@ -365,15 +362,6 @@ class ClickConversionBandit(Environment):
         _check_means("ClickConversionBandit.click", params.click, self.num_arms, 0.0, 1.0)
         _check_means("ClickConversionBandit.conversion", params.conversion, self.num_arms,
                      0.0, 1.0)
-
-    def observation_spec(self, params=None):
-        return Box(0.0, 0.0, ())
-
-    def action_spec(self, params=None):
-        return Discrete(self.num_arms)
-
-    def reset_env(self, key, params):
-        return jnp.zeros((), jnp.float32), BanditState(t=jnp.int32(0))
 
     def step_env(self, key, state, action, params):
         u = jax.random.uniform(key, (2,))
