@@ -333,26 +333,36 @@ class GRUEncoder(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Post-LN Transformer block: ``h = LN(x + MHA(x)); y = LN(h + FFN(h))``."""
+    """Post-LN Transformer block: ``h = LN(x + Drop(MHA(x))); y = LN(h + Drop(W_2 gelu(W_1 h)))``.
+
+    As RecBole 1.2's ``TransformerLayer`` (the SASRec it ships): dropout on the
+    attention probabilities (``attn_dropout``) and on each sub-layer's output
+    (``dropout``), none inside the feed-forward; exact (erf) GELU; LayerNorm
+    ``eps``; weights ``N(0, init_std²)``, zero biases.
+    """
 
     num_heads: int
     mlp_dim: int
     dropout: float = 0.0
+    attn_dropout: float | None = None  # None: same as dropout
+    eps: float = 1e-12
+    init_std: float = 0.02
 
     @nn.compact
     def __call__(self, x, attn_mask, train: bool = False):
         d = x.shape[-1]
+        init = nn.initializers.normal(self.init_std)
+        attn_p = self.dropout if self.attn_dropout is None else self.attn_dropout
         a = nn.MultiHeadDotProductAttention(
-            num_heads=self.num_heads, dropout_rate=self.dropout, deterministic=not train
+            num_heads=self.num_heads, dropout_rate=attn_p, deterministic=not train, kernel_init=init
         )(x, x, mask=attn_mask)
         a = nn.Dropout(self.dropout, deterministic=not train)(a)
-        x = nn.LayerNorm()(x + a)
-        h = nn.Dense(self.mlp_dim)(x)
-        h = nn.gelu(h)
+        x = nn.LayerNorm(epsilon=self.eps)(x + a)
+        h = nn.Dense(self.mlp_dim, kernel_init=init)(x)
+        h = nn.gelu(h, approximate=False)
+        h = nn.Dense(d, kernel_init=init)(h)
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
-        h = nn.Dense(d)(h)
-        h = nn.Dropout(self.dropout, deterministic=not train)(h)
-        return nn.LayerNorm()(x + h)
+        return nn.LayerNorm(epsilon=self.eps)(x + h)
 
 
 class TransformerEncoder(nn.Module):
@@ -372,6 +382,8 @@ class TransformerEncoder(nn.Module):
     max_len: int = 50
     dropout: float = 0.0
     causal: bool = True
+    attn_dropout: float | None = None  # None: same as dropout
+    eps: float = 1e-12  # LayerNorm epsilon (RecBole's SASRec: 1e-12)
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array, train: bool = False) -> jax.Array:
@@ -384,7 +396,7 @@ class TransformerEncoder(nn.Module):
             raise ConfigError(f"TransformerEncoder: sequence length {L} > max_len={self.max_len}.")
         pos = positions_from_mask(mask)
         x = x + nn.Embed(self.max_len, D, embedding_init=nn.initializers.normal(0.02), name="pos")(pos)
-        x = nn.LayerNorm()(x)
+        x = nn.LayerNorm(epsilon=self.eps)(x)
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
         x = x * mask[..., None]
         attn = mask[:, None, None, :]  # [B, 1, 1, L] keys
@@ -392,9 +404,8 @@ class TransformerEncoder(nn.Module):
             # "s <= t" in terms of real-token order equals index order.
             attn = attn & jnp.tril(jnp.ones((L, L), bool))[None, None]
         for i in range(self.num_layers):
-            x = TransformerBlock(self.num_heads, self.mlp_dim or 4 * D, self.dropout, name=f"block{i}")(
-                x, attn, train
-            )
+            x = TransformerBlock(self.num_heads, self.mlp_dim or 4 * D, self.dropout, self.attn_dropout,
+                                 self.eps, name=f"block{i}")(x, attn, train)
             x = x * mask[..., None]
         return x
 
@@ -451,7 +462,7 @@ class SequenceEncoder(nn.Module):
             raise ConfigError(f"SequenceEncoder.ids must be [batch, length], got shape {ids.shape}.")
         check_histories("SequenceEncoder.ids", ids)
         mask = ids != 0
-        x = self.drop(self.items(ids), deterministic=not train)
+        x = self._embed(ids, train)
         if self.kind == "mean":
             return self.pool(x, mask)
         if self.kind == "gru":
@@ -471,11 +482,19 @@ class SequenceEncoder(nn.Module):
         if self.kind not in ("gru", "transformer"):
             raise ConfigError(f"SequenceEncoder.sequence needs kind 'gru' or 'transformer', got {self.kind!r}.")
         mask = ids != 0
-        x = self.drop(self.items(ids), deterministic=not train)
+        x = self._embed(ids, train)
         if self.kind == "gru":
             outs, _ = self.enc(x, mask)
             return self.proj(self.drop(outs, deterministic=not train))
         return self.enc(x, mask, train)
+
+    def _embed(self, ids: jax.Array, train: bool) -> jax.Array:
+        x = self.items(ids)
+        if self.kind in ("transformer", "bert"):
+            # The Transformer drops out after its own LN(x + P[pos]) (SASRec, RecBole); a
+            # second dropout on the item embeddings alone would drop them twice.
+            return x
+        return self.drop(x, deterministic=not train)
 
     def item_table(self) -> jax.Array:
         """Item embeddings ``[N + 1, D]`` (row 0 = padding = zeros)."""

@@ -159,7 +159,7 @@ class NextItemRunner:
       max_len: history length L (50).
       features: item embedding size (64). hidden: GRU hidden size (128).
       num_layers, num_heads: SASRec depth and heads (2, 2).
-      dropout: dropout rate (GRU4Rec 0.3; SASRec default 0.2 here).
+      dropout: dropout rate (GRU4Rec 0.3; SASRec 0.5, RecBole's default).
       learning_rate: Adam step size (1e-3). batch_size: windows (or pairs for MF) per step.
       num_epochs, patience: max epochs and early stopping on validation MRR@10.
       train_stride: k of the training windows (1 = per-prefix training).
@@ -179,7 +179,7 @@ class NextItemRunner:
         hidden: int = 128,
         num_layers: int = 2,
         num_heads: int = 2,
-        dropout: float = 0.2,
+        dropout: float = 0.5,
         learning_rate: float = 1e-3,
         batch_size: int = 256,
         num_epochs: int = 50,
