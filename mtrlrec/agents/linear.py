@@ -65,6 +65,8 @@ from mtrlrec.agents.sampling import standard_gamma
 from mtrlrec.core.agent import Agent
 from mtrlrec.core.errors import ConfigError, check_float, check_floats, check_int
 from mtrlrec.core.spaces import Box, num_actions
+from mtrlrec.models.encoders import MLP
+from mtrlrec.train.supervised import PretrainedParams, frozen_optimizer
 
 
 # --------------------------------------------------------------------------
@@ -462,17 +464,21 @@ class LinTS(Agent):
 
 
 class BanditMLP(nn.Module):
-    """MLP torso with a linear head per arm: returns ``(z [h], values [K])``."""
+    """ReLU MLP torso with a linear head per arm: returns ``(z [h], values [K])``.
+
+    The torso is the sub-module ``encoder`` (an :class:`mtrlrec.models.encoders.MLP`,
+    parameters ``encoder/Dense_i``) and the head ``head``, so a torso pretrained
+    on logged data (:class:`mtrlrec.agents.pretrain.BanditPretrainRunner`) loads
+    into ``encoder`` through ``PretrainedParams``.
+    """
 
     hidden_sizes: tuple[int, ...]
     num_arms: int
 
     @nn.compact
     def __call__(self, x):
-        z = x
-        for h in self.hidden_sizes:
-            z = nn.relu(nn.Dense(h)(z))
-        return z, nn.Dense(self.num_arms)(z)
+        z = MLP(hidden=self.hidden_sizes, act="relu", name="encoder")(x)
+        return z, nn.Dense(self.num_arms, name="head")(z)
 
 
 @flax.struct.dataclass
@@ -520,7 +526,7 @@ class _NeuralBase(Agent):
 
     def __init__(self, hidden_sizes, learning_rate, train_every, train_steps, batch_size,
                  buffer_size, initial_pulls, reward_weights, a0=6.0, b0=6.0,
-                 lambda_prior=0.25, epsilon=0.0):
+                 lambda_prior=0.25, epsilon=0.0, pretrained=None):
         o = self._owner
         hidden_sizes = tuple(hidden_sizes)
         if not hidden_sizes:
@@ -537,15 +543,24 @@ class _NeuralBase(Agent):
             o, a0, b0, lambda_prior, initial_pulls)
         self.epsilon = check_float(f"{o}.epsilon", epsilon, low=0.0, high=1.0)
         self.reward_weights = _check_weights(o, reward_weights)
-        self.optimizer = optax.adam(self.learning_rate)
+        if pretrained is not None and not isinstance(pretrained, PretrainedParams):
+            raise ConfigError(f"{o}.pretrained must be @PretrainedParams() or None, got {pretrained!r}.")
+        self.pretrained = pretrained
+        # Frozen: the pretrained subtree gets zero updates (and no Adam moments); the
+        # file itself is read at the first check/init, so the experiment builds before it exists.
+        frozen = pretrained.subtree if pretrained is not None and pretrained.freeze else None
+        self.optimizer = frozen_optimizer(optax.adam(self.learning_rate), None, frozen)
 
     def hparams(self):
         return NeuralHParams(jnp.float32(self.a0), jnp.float32(self.b0),
                              jnp.float32(self.epsilon))
 
     def check_compatible(self, obs_spec, action_spec):
-        context_dim(obs_spec, self._owner)
-        num_actions(action_spec)
+        d = context_dim(obs_spec, self._owner)
+        k = num_actions(action_spec)
+        if self.pretrained is not None:  # names and shapes, before anything is compiled
+            shapes = jax.eval_shape(self._net(k).init, jax.random.PRNGKey(0), jnp.zeros((d,), jnp.float32))
+            self.pretrained.insert(shapes)
 
     def _net(self, k):
         return BanditMLP(self.hidden_sizes, k)
@@ -554,6 +569,9 @@ class _NeuralBase(Agent):
         d = context_dim(obs_spec, self._owner)
         k = num_actions(action_spec)
         params = self._net(k).init(key, jnp.zeros((d,), jnp.float32))
+        if self.pretrained is not None:
+            # The same exported values for every seed; the rest of the network is per-seed random.
+            params = self.pretrained.insert(params)
         n = self.buffer_size
         buf = Buffer(jnp.zeros((n, d), jnp.float32), jnp.zeros((n,), jnp.int32),
                      jnp.zeros((n,), jnp.float32), jnp.int32(0), jnp.int32(0))
@@ -629,6 +647,10 @@ class NeuralLinear(_NeuralBase):
       a0, b0, lambda_prior: NIG prior of the last-layer regression (> 0).
       initial_pulls: round-robin pulls of every arm first.
       reward_weights: scalarisation of vector rewards.
+      pretrained: optional ``@PretrainedParams()``: exported torso parameters loaded
+        into the network's ``encoder`` at ``init`` (every seed), frozen when
+        ``PretrainedParams.freeze`` (the head and the posterior still learn),
+        fine-tuned otherwise.
     """
 
     _owner = "NeuralLinear"
@@ -638,9 +660,11 @@ class NeuralLinear(_NeuralBase):
                  train_every: int = 50, train_steps: int = 50, batch_size: int = 64,
                  buffer_size: int = 5000, a0: float = 6.0, b0: float = 6.0,
                  lambda_prior: float = 0.25, initial_pulls: int = 2,
-                 reward_weights: Sequence[float] | None = None):
+                 reward_weights: Sequence[float] | None = None,
+                 pretrained: PretrainedParams | None = None):
         super().__init__(hidden_sizes, learning_rate, train_every, train_steps, batch_size,
-                         buffer_size, initial_pulls, reward_weights, a0, b0, lambda_prior)
+                         buffer_size, initial_pulls, reward_weights, a0, b0, lambda_prior,
+                         pretrained=pretrained)
 
     def act(self, key, state, obs):
         k_s, k_t = jax.random.split(key)
@@ -660,7 +684,7 @@ class NeuralEpsilonGreedy(_NeuralBase):
     Args:
       epsilon: exploration probability in [0, 1] (swept as ``hparams.epsilon``).
       hidden_sizes, learning_rate, train_every, train_steps, batch_size,
-      buffer_size, initial_pulls, reward_weights: as in :class:`NeuralLinear`.
+      buffer_size, initial_pulls, reward_weights, pretrained: as in :class:`NeuralLinear`.
     """
 
     _owner = "NeuralEpsilonGreedy"
@@ -669,9 +693,11 @@ class NeuralEpsilonGreedy(_NeuralBase):
     def __init__(self, epsilon: float = 0.05, hidden_sizes: Sequence[int] = (32, 32),
                  learning_rate: float = 3e-3, train_every: int = 50, train_steps: int = 50,
                  batch_size: int = 64, buffer_size: int = 5000, initial_pulls: int = 2,
-                 reward_weights: Sequence[float] | None = None):
+                 reward_weights: Sequence[float] | None = None,
+                 pretrained: PretrainedParams | None = None):
         super().__init__(hidden_sizes, learning_rate, train_every, train_steps, batch_size,
-                         buffer_size, initial_pulls, reward_weights, epsilon=epsilon)
+                         buffer_size, initial_pulls, reward_weights, epsilon=epsilon,
+                         pretrained=pretrained)
 
     def act(self, key, state, obs):
         k_e, k_a, k_t = jax.random.split(key, 3)

@@ -312,7 +312,7 @@ def load_params(path: pathlib.Path | str, like: Any = None, *, index: int | None
     Args:
       path: the msgpack file.
       like: optional target pytree whose structure (and shapes) must match;
-        mismatched shapes raise a :class:`ConfigError` naming the leaf.
+        mismatched names or shapes raise a :class:`ConfigError` naming the leaf.
       index: take run ``index`` from a seed-batched export (leaves ``[S, ...]``).
     """
     path = pathlib.Path(path)
@@ -320,20 +320,37 @@ def load_params(path: pathlib.Path | str, like: Any = None, *, index: int | None
         raise ConfigError(f"PretrainedParams.path: no such file {str(path)!r}.")
     tree = flax.serialization.msgpack_restore(path.read_bytes())
     if index is not None:
+        sizes = {np.shape(a)[0] if np.ndim(a) else None for a in jax.tree.leaves(tree)}
+        if None in sizes or any(not -n <= index < n for n in sizes):
+            raise ConfigError(
+                f"PretrainedParams.index={index} is out of range: {str(path)!r} holds "
+                f"{sorted(n for n in sizes if n is not None) or 'unbatched'} runs.")
         tree = jax.tree.map(lambda a: a[index], tree)
     if like is None:
         return jax.tree.map(jnp.asarray, tree)
+    return restore_like(tree, like, f"in {str(path)!r}")
+
+
+def restore_like(tree: Any, like: Any, source: str = "in the file") -> Any:
+    """``tree`` (a state dict of arrays) in the structure of ``like``, after checking names and shapes.
+
+    ``like`` may hold arrays, tracers or ``jax.ShapeDtypeStruct`` (from ``jax.eval_shape``).
+    Raises a :class:`ConfigError` ``PretrainedParams: ...`` naming the first differing
+    leaf; ``source`` says where the file's parameters come from.
+    """
     target = flax.serialization.to_state_dict(like)
     flat_t = flax.traverse_util.flatten_dict(target, sep="/")
-    flat_l = flax.traverse_util.flatten_dict(tree, sep="/")
+    flat_l = flax.traverse_util.flatten_dict(flax.serialization.to_state_dict(tree), sep="/")
     if set(flat_t) != set(flat_l):
         missing = sorted(set(flat_t) - set(flat_l))[:3]
         extra = sorted(set(flat_l) - set(flat_t))[:3]
-        raise ConfigError(f"PretrainedParams: parameter names differ (missing {missing}, unexpected {extra}).")
+        raise ConfigError(f"PretrainedParams: parameter names differ {source} (the model's leaves missing "
+                          f"from the file: {missing}; leaves the model does not have: {extra}).")
     for k, v in flat_t.items():
         if np.shape(v) != np.shape(flat_l[k]):
             raise ConfigError(
-                f"PretrainedParams: {k} has shape {np.shape(flat_l[k])} in the file, the model expects {np.shape(v)}."
+                f"PretrainedParams: leaf {k!r} has shape {np.shape(flat_l[k])} {source}, "
+                f"the model expects {np.shape(v)}."
             )
     return flax.serialization.from_state_dict(like, jax.tree.map(jnp.asarray, tree))
 
@@ -344,24 +361,34 @@ class PretrainedParams:
     """Gin handle for exported parameters that an agent loads into its network.
 
     ``PretrainedParams.path = 'runs/pretrain/params.msgpack'``; ``freeze``
-    keeps them fixed (agents wrap their optimizer with :func:`freeze_mask`),
+    keeps them fixed (agents wrap their optimizer with :func:`frozen_optimizer`),
     otherwise they are fine-tuned. ``subtree`` names where they go in the
     agent's parameters (e.g. 'encoder'); ``index`` picks one seed of a
-    seed-batched export.
+    seed-batched export. The file is read once, on first use (so an
+    experiment file that names a not-yet-written export still builds).
     """
 
     path: str = ""
     freeze: bool = True
     subtree: str = "encoder"
     index: int | None = 0
+    _cache: Any = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def load(self, like: Any = None) -> Any:
         if not self.path:
             raise ConfigError("PretrainedParams.path is empty.")
-        return load_params(self.path, like, index=self.index)
+        if self._cache is None:
+            self._cache = load_params(self.path, index=self.index)
+        if like is None:
+            return self._cache
+        return restore_like(self._cache, like, f"in {self.path!r} (subtree {self.subtree!r})")
 
     def insert(self, params: Mapping[str, Any]) -> dict:
-        """Returns ``params`` (a flax param dict) with ``params[subtree]`` replaced by the file's."""
+        """Returns ``params`` (a flax param dict) with ``params[subtree]`` replaced by the file's.
+
+        Works on concrete arrays, tracers (inside ``init`` under ``jit``/``vmap``) and
+        ``jax.eval_shape`` structures (a shape check before compilation).
+        """
         params = flax.core.unfreeze(params)
         root = params.get("params", params)
         if self.subtree not in root:
@@ -384,12 +411,24 @@ def freeze_mask(params: Any, frozen_subtree: str) -> Any:
     return flax.traverse_util.unflatten_dict(mask)
 
 
-def frozen_optimizer(opt: optax.GradientTransformation, params: Any, frozen_subtree: str | None):
-    """``opt`` on trainable leaves, zero updates under ``frozen_subtree`` (None: train all)."""
+def frozen_optimizer(opt: optax.GradientTransformation, params: Any = None, frozen_subtree: str | None = None):
+    """``opt`` on trainable leaves, zero updates under ``frozen_subtree`` (None: train all).
+
+    The labels are computed from the parameters ``optax`` sees at ``init``/``update``
+    (``params`` is only checked to contain the subtree, and may be None), so the
+    transform can be built before the network's sizes are known (agents build it
+    in ``__init__``). Frozen leaves get no Adam moments.
+    """
     if not frozen_subtree:
         return opt
-    mask = freeze_mask(params, frozen_subtree)
-    labels = jax.tree.map(lambda m: "train" if m else "frozen", mask)
+    if params is not None:
+        flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(params))
+        if not any(frozen_subtree in k for k in flat):
+            raise ConfigError(f"PretrainedParams.subtree={frozen_subtree!r} names no parameters of the model.")
+
+    def labels(p):
+        return jax.tree.map(lambda m: "train" if m else "frozen", freeze_mask(p, frozen_subtree))
+
     return optax.multi_transform({"train": opt, "frozen": optax.set_to_zero()}, labels)
 
 
