@@ -19,8 +19,9 @@ Experts are vmapped MLPs (one batched matmul for all experts), so the models are
 jit/vmap friendly. Losses: :func:`multitask_loss` combines per-task losses with
 fixed weights or uncertainty weighting (Kendall, Gal & Cipolla, CVPR 2018,
 Eq. 7–8): ``L = Σ_t exp(-s_t) L_t + s_t`` with learned ``s_t = log σ_t²``
-(the factor 1/2 of the regression case is absorbed in ``s_t``); GradNorm is in
-:func:`gradnorm_weights_update`.
+(the factor 1/2 of the regression case is absorbed in ``s_t``); GradNorm (Chen
+et al., ICML 2018) keeps task weights in the training state and moves them after
+every step (:func:`gradnorm_weights_update`, :func:`gradnorm_step`).
 """
 
 from __future__ import annotations
@@ -295,6 +296,64 @@ def gradnorm_weights_update(
     grad = jnp.sign(grad_norms - target) * grad_norms / jnp.maximum(weights, 1e-12)
     w = jnp.maximum(weights - lr * grad, 1e-3)
     return w * (weights.shape[0] / w.sum())
+
+
+# ----------------------------------------------------------------------------- GradNorm in training
+
+
+def shared_layer(params) -> str:
+    """Name of the last shared layer of a multi-task model's parameters (GradNorm's ``W``).
+
+    Shared-bottom: ``bottom``; OMoE/MMoE: ``experts``; PLE: the shared experts of
+    the last level (``l{L-1}_shared``).
+    """
+    root = params.get("params", params)
+    if "bottom" in root:
+        return "bottom"
+    if "experts" in root:
+        return "experts"
+    shared = sorted((k for k in root if k.endswith("_shared")), key=lambda k: int(k[1:].split("_")[0]))
+    if shared:
+        return shared[-1]
+    raise ConfigError(f"GradNorm: no shared layer among the model's parameters {sorted(root)}.")
+
+
+def gradnorm_init(num_tasks: int) -> dict:
+    """GradNorm's training state: weights ``w_t = 1``, initial losses ``L_t(0)``, a started flag.
+
+    All leaves are float32 so the state can ride in the parameter pytree (it gets
+    zero gradients and is overwritten by :func:`gradnorm_step` after every step).
+    """
+    return {"weights": jnp.ones(num_tasks), "initial": jnp.zeros(num_tasks), "started": jnp.float32(0.0)}
+
+
+def gradnorm_grad_norms(per_task_losses, shared) -> jax.Array:
+    """``‖∇_W L_t‖`` for every task ``[T]``: ``per_task_losses(W) -> [T]``, ``W`` a pytree."""
+    jac = jax.jacrev(per_task_losses)(jax.lax.stop_gradient(shared))  # leaves [T, ...]
+    sq = sum(jnp.sum(j.reshape(j.shape[0], -1) ** 2, axis=1) for j in jax.tree.leaves(jac))
+    return jnp.sqrt(sq)
+
+
+def gradnorm_step(state: dict, losses: jax.Array, grad_norms: jax.Array, alpha: float = 1.5,
+                  lr: float = 0.025) -> dict:
+    r"""Next GradNorm state after one training step (Chen et al. 2018, Eq. 1–2).
+
+    Args:
+      state: from :func:`gradnorm_init`.
+      losses: ``L_t`` of this step ``[T]`` (the first call records them as ``L_t(0)``).
+      grad_norms: ``‖∇_W L_t‖`` of the *unweighted* task losses ``[T]``; GradNorm's
+        ``G_t = w_t ‖∇_W L_t‖``.
+      alpha, lr: GradNorm's asymmetry α and the step size on ``w``.
+
+    The weights stay positive and sum to T. A task whose weighted gradient is
+    larger than the target ``Ḡ r_t^α`` (e.g. a task with larger-scale targets)
+    loses weight; a task that trains slower (larger ``L_t/L_t(0)``) gains weight.
+    """
+    losses = jax.lax.stop_gradient(losses)
+    initial = jnp.where(state["started"] > 0, state["initial"], losses)
+    g = state["weights"] * jax.lax.stop_gradient(grad_norms)
+    w = gradnorm_weights_update(state["weights"], g, losses, initial, alpha, lr)
+    return {"weights": w, "initial": initial, "started": jnp.float32(1.0)}
 
 
 @gin.configurable("MultiTaskLoss")

@@ -24,7 +24,7 @@ from mtrlrec.train.result import Result, RunContext
 
 
 def _mmoe_programs(kind: str, dim: int, batch: int, weights: tuple = (1.0, 1.0),
-                   balancing: str = "fixed"):
+                   balancing: str = "fixed", gradnorm: tuple = (1.5, 0.025)):
     """Model functions shared by every runner with the same static configuration.
 
     The model is built here, under the current Gin bindings, and is part of
@@ -32,40 +32,67 @@ def _mmoe_programs(kind: str, dim: int, batch: int, weights: tuple = (1.0, 1.0),
     same process with other ``MultiTaskModel`` bindings gets its own programs.
     """
     model = multitask.make_multitask_model(kind=kind, num_tasks=2)
-    return _mmoe_programs_for(model, dim, batch, tuple(weights), balancing)
+    return _mmoe_programs_for(model, dim, batch, tuple(weights), balancing, tuple(gradnorm))
 
 
 @functools.lru_cache(maxsize=None)
-def _mmoe_programs_for(model, dim: int, batch: int, weights: tuple, balancing: str):
+def _mmoe_programs_for(model, dim: int, batch: int, weights: tuple, balancing: str,
+                       gradnorm: tuple = (1.5, 0.025)):
     """Cached model functions of one concrete model.
 
-    Training loss: ``Σ_t w_t MSE_t`` (``fixed``) or uncertainty weighting with
-    learned ``log σ_t²`` stored beside the network parameters (``uncertainty``).
+    Training loss: ``Σ_t w_t MSE_t`` (``fixed``), uncertainty weighting with
+    learned ``log σ_t²`` stored beside the network parameters (``uncertainty``),
+    or ``Σ_t w_t MSE_t`` with GradNorm weights ``w_t`` kept beside the network
+    and moved after every step by ``post_step`` (``gradnorm``; ``w_t`` start at
+    the fixed weights' values, 1 by default).
     """
     w = jnp.asarray(weights, jnp.float32)
+    alpha, gn_lr = gradnorm
+    kinds = ("mse", "mse")
 
     def init_fn(key):
         net = model.init(key, jnp.zeros((1, dim)))
         if balancing == "uncertainty":
             return {"net": net, "log_vars": jnp.zeros(2)}
+        if balancing == "gradnorm":
+            state = multitask.gradnorm_init(2)
+            state["weights"] = w * (2.0 / jnp.sum(w))  # GradNorm keeps Σ w_t = T
+            return {"net": net, "gradnorm": state}
         return net
 
-    def predict(params, x):
-        net = params["net"] if balancing == "uncertainty" else params
+    def apply_net(net, x):
         return model.apply(net, x)[..., 0]  # [B, 2]
+
+    def predict(params, x):
+        return apply_net(params["net"] if balancing != "fixed" else params, x)
 
     def loss_fn(params, batch_, key):
         x, y = batch_
-        losses = multitask.task_losses(predict(params, x), y, ("mse", "mse"))
+        losses = multitask.task_losses(predict(params, x), y, kinds)
+        if balancing == "gradnorm":
+            net = params["net"]
+            name = multitask.shared_layer(net)
+
+            def per_task(shared):
+                inner = dict(net["params"], **{name: shared})
+                return multitask.task_losses(apply_net(dict(net, params=inner), x), y, kinds)
+
+            norms = multitask.gradnorm_grad_norms(per_task, net["params"][name])
+            gw = jax.lax.stop_gradient(params["gradnorm"]["weights"])
+            return jnp.sum(gw * losses), {"losses": losses, "grad_norms": norms}
         log_vars = params["log_vars"] if balancing == "uncertainty" else None
         return multitask.multitask_loss(losses, w, balancing, log_vars), {}
 
+    def post_step(params, aux):
+        state = multitask.gradnorm_step(params["gradnorm"], aux["losses"], aux["grad_norms"], alpha, gn_lr)
+        return dict(params, gradnorm=state)
+
     def eval_fn(params, data):
         x, y = data
-        losses = multitask.task_losses(predict(params, x), y, ("mse", "mse"))
+        losses = multitask.task_losses(predict(params, x), y, kinds)
         return {"loss": losses.mean(), "loss_task1": losses[0], "loss_task2": losses[1]}
 
-    return model, init_fn, predict, loss_fn, eval_fn
+    return model, init_fn, predict, loss_fn, eval_fn, (post_step if balancing == "gradnorm" else None)
 
 
 def _sample_batch(key, tdata, batch_size):
@@ -97,8 +124,13 @@ class MMoESyntheticRunner:
       num_sines, c, noise_var, alphas, betas: generator constants (see
         :mod:`mtrlrec.models.synthetic`).
       quick_epochs: epochs used by ``bench --quick``.
-      task_weights: the two tasks' loss weights (fixed balancing).
-      balancing: 'fixed' or 'uncertainty' (Kendall et al. 2018, learned log σ_t²).
+      task_weights: the two tasks' loss weights (fixed balancing; GradNorm's
+        starting weights, rescaled to sum to 2).
+      balancing: 'fixed', 'uncertainty' (Kendall et al. 2018, learned log σ_t²) or
+        'gradnorm' (Chen et al. 2018: task weights in the training state, one
+        GradNorm step after every Adam step; the last shared layer is ``W``).
+      gradnorm_alpha: GradNorm's α (asymmetry; 1.5 in the paper's NYUv2 runs).
+      gradnorm_lr: step size of the GradNorm update of the weights.
     """
 
     def __init__(
@@ -121,6 +153,8 @@ class MMoESyntheticRunner:
         quick_epochs: int | None = None,
         task_weights: Sequence[float] = (1.0, 1.0),
         balancing: str = "fixed",
+        gradnorm_alpha: float = 1.5,
+        gradnorm_lr: float = 0.025,
     ):
         w = "MMoESyntheticRunner"
         if model not in ("shared_bottom", "omoe", "mmoe", "ple"):
@@ -146,15 +180,21 @@ class MMoESyntheticRunner:
         self.quick_epochs = None if quick_epochs is None else check_int(f"{w}.quick_epochs", quick_epochs, min_value=1)
         self.task_params = synthetic.default_task_params(num_sines, c, noise_var, alphas, betas, where=w)
         self.task_weights = multitask.check_task_weights(f"{w}.task_weights", task_weights, 2)
-        if balancing not in ("fixed", "uncertainty"):
-            raise ConfigError(f"{w}.balancing must be 'fixed' or 'uncertainty', got {balancing!r}.")
+        if balancing not in ("fixed", "uncertainty", "gradnorm"):
+            raise ConfigError(f"{w}.balancing must be 'fixed', 'uncertainty' or 'gradnorm', got {balancing!r}.")
         self.balancing = balancing
+        if balancing == "gradnorm" and min(self.task_weights) <= 0:
+            raise ConfigError(f"{w}.task_weights must be > 0 with balancing='gradnorm' (they are the "
+                              f"starting GradNorm weights), got {list(self.task_weights)}.")
+        self.gradnorm_alpha = check_float(f"{w}.gradnorm_alpha", gradnorm_alpha, low=0.0)
+        self.gradnorm_lr = check_float(f"{w}.gradnorm_lr", gradnorm_lr, low=0.0, low_open=True)
 
     def __call__(self, ctx: RunContext) -> Result:
         S = ctx.num_seeds
         tp = self.task_params
-        model, init_fn, predict, loss_fn, eval_fn = _mmoe_programs(
-            self.model, self.dim, self.batch_size, self.task_weights, self.balancing
+        model, init_fn, predict, loss_fn, eval_fn, post_step = _mmoe_programs(
+            self.model, self.dim, self.batch_size, self.task_weights, self.balancing,
+            (self.gradnorm_alpha, self.gradnorm_lr),
         )
         keys = jax.random.split(jax.random.PRNGKey(ctx.seed + 7_919), S)
         p = jnp.float32(self.correlation)
@@ -178,7 +218,7 @@ class MMoESyntheticRunner:
         common = dict(
             valid_data=data["valid"], data_per_seed=True, num_seeds=S, seed=ctx.seed, batch_size=self.batch_size,
             num_epochs=epochs, hparams={"learning_rate": self.learning_rates}, writer=ctx.writer,
-            checkpoint_dir=ctx.checkpoint_dir, resume=ctx.resume, progress=ctx.progress,
+            checkpoint_dir=ctx.checkpoint_dir, resume=ctx.resume, progress=ctx.progress, post_step=post_step,
         )
         if self.num_train:
             out = supervised.fit(init_fn, loss_fn, eval_fn, train_data=data["train"], **common)
@@ -192,7 +232,8 @@ class MMoESyntheticRunner:
         test = {k: np.asarray(v) for k, v in test.items()}
         loss = test["loss"]
         steps_per_epoch = self.steps_per_epoch if not self.num_train else self.num_train // self.batch_size
-        nparams = multitask.count_params(jax.tree.map(lambda a: a[0, 0], out.params))
+        one = jax.tree.map(lambda a: a[0, 0], out.params)
+        nparams = multitask.count_params(one["net"] if self.balancing != "fixed" else one)
         final = {
             "test_loss": loss,
             "test_loss_task1": test["loss_task1"],
@@ -202,6 +243,9 @@ class MMoESyntheticRunner:
             "learning_rate": np.asarray([self.learning_rates[h]]),
             "num_params": np.asarray([float(nparams)]),
         }
+        if self.balancing == "gradnorm":  # the weights of the returned (best-epoch) parameters
+            gw = np.asarray(best_params["gradnorm"]["weights"])  # [S, 2]
+            final["gradnorm_weight_task1"], final["gradnorm_weight_task2"] = gw[:, 0], gw[:, 1]
         lr_rows = "\n".join(
             f"| {lr:g} | {np.mean(out.best[i]):.4f} |" for i, lr in enumerate(self.learning_rates)
         )

@@ -151,6 +151,7 @@ def fit(
     resume: bool = False,
     progress: bool = False,
     log_prefix: str = "",
+    post_step: Callable[[Any, dict], Any] | None = None,
 ) -> FitOutput:
     """Trains ``num_seeds`` independent runs (times a learning-rate sweep) in one compiled program.
 
@@ -174,6 +175,10 @@ def fit(
       resume: continue from that checkpoint when present.
       progress: print one line per epoch.
       log_prefix: prefix of the logged scalar names (e.g. 'pretrain/').
+      post_step: optional ``(params, aux) -> params`` applied after every optimizer
+        step with the ``aux`` dict that ``loss_fn`` returned for that step, for state
+        that is not trained by gradients (GradNorm's task weights ride in ``params``
+        with zero gradients and are replaced here).
     """
     num_seeds = check_int("fit.num_seeds", num_seeds, min_value=1)
     batch_size = check_int("fit.batch_size", batch_size, min_value=1)
@@ -210,7 +215,7 @@ def fit(
 
     epoch_all, init_all = _programs(
         init_fn, loss_fn, eval_fn, sample_fn, None if sample_fn is not None else n, num_batches, batch_size,
-        optimizer, monitor, sign, data_per_seed, lrs is not None,
+        optimizer, monitor, sign, data_per_seed, lrs is not None, post_step,
     )
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(seed), i))(jnp.arange(num_seeds))
     lr_arg = jnp.asarray(lrs) if lrs is not None else jnp.float32(learning_rate)
@@ -434,7 +439,7 @@ def frozen_optimizer(opt: optax.GradientTransformation, params: Any = None, froz
 
 @functools.lru_cache(maxsize=64)
 def _programs(init_fn, loss_fn, eval_fn, sample_fn, n, num_batches, batch_size, optimizer, monitor, sign,
-              data_per_seed, swept):
+              data_per_seed, swept, post_step=None):
     """Compiled ``(epoch_all, init_all)`` taking the learning rate(s) as an argument.
 
     Cached, so runs with the same functions and static sizes (e.g. the rows of a
@@ -462,9 +467,11 @@ def _programs(init_fn, loss_fn, eval_fn, sample_fn, n, num_batches, batch_size, 
             params, opt_state, key = carry
             key, kl = jax.random.split(key)
             batch = _gather(tdata, x) if sample_fn is None else sample_fn(x, tdata, batch_size)
-            (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, kl)
+            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, kl)
             updates, opt_state = opt.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
+            if post_step is not None:
+                params = post_step(params, aux)
             return (params, opt_state, key), loss
 
         (params, opt_state, key), losses = jax.lax.scan(body, (state.params, state.opt_state, key), xs)
