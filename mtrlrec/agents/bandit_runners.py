@@ -28,6 +28,7 @@ from mtrlrec.agents import bandits as agents
 from mtrlrec.core.agent import Agent, with_hparams
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError, check_int
+from mtrlrec.core.rng import step_keys
 from mtrlrec.core.types import Transition
 from mtrlrec.envs import bandits as envs
 from mtrlrec.eval import regret as regret_lib
@@ -180,16 +181,16 @@ def seed_program(env: Environment, agent: Agent, num_steps: int):
         st = agent.init(k_agent, env.observation_spec(), env.action_spec())
         st = with_hparams(st, hp)
 
-        def step(carry, _):
+        def step(carry, i):
             es, st, obs, key, total, opt = carry
-            key, ka, ke, ku = jax.random.split(key, 4)
+            ka, ke, ku = step_keys(key, i)
             a, ai = agent.act(ka, st, obs)
             obs2, es, r, te, tr, info = env.step_env(ke, es, a, params)
             st, _ = agent.update(ku, st, Transition(obs, a, r, obs2, te, tr, ai, info))
             return (es, st, obs2, key, total + r, opt + info["optimal_action"]), None
 
         init = (es, st, obs, key, jnp.float32(0.0), jnp.float32(0.0))
-        (_, _, _, _, total, opt), _ = jax.lax.scan(step, init, None, length=num_steps)
+        (_, _, _, _, total, opt), _ = jax.lax.scan(step, init, jnp.arange(num_steps))
         return total / num_steps, opt / num_steps
 
     return jax.vmap(one, in_axes=(0, 0, None))

@@ -37,6 +37,7 @@ import numpy as np
 from mtrlrec.core.agent import Agent
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError, check_int
+from mtrlrec.core.rng import step_keys
 from mtrlrec.core.types import Transition
 from mtrlrec.train.loop import checked_params, choose_num_chunks, step_metrics
 from mtrlrec.envs.contextual import WheelBandit, check_wheel_delta, wheel_uniform_regret
@@ -85,29 +86,25 @@ def run_contextual(env: Environment, agent: Agent, *, num_steps: int, num_seeds:
         obs, es = env.reset(k_env, params)
         ast = agent.init(k_agent, env.observation_spec(params), env.action_spec(params))
 
-        def step(carry, step_keys):
-            es, ast, obs = carry
-            k_act, k_env, k_upd = step_keys[0], step_keys[1], step_keys[2]
-            action, act_info = agent.act(k_act, ast, obs)
-            obs2, es2, reward, term, trunc, info = env.step(k_env, es, action, params)
-            tr = Transition(obs, action, reward, obs2, term, trunc, act_info, info)
-            if learn:
-                ast2, am = agent.observe(k_upd, ast, tr), {}
-            else:
-                ast2, am = agent.update(k_upd, ast, tr)
-            m = step_metrics(env, reward, info, am)
-            return (es2, ast2, obs2), m
-
         def block_fn(carry, _):
             es, ast, obs, key = carry
-            # one batched split per block, as the common loop does per window
-            keys = jax.random.split(key, 3 * block + 1)
-            step_keys = keys[1:].reshape((block, 3) + keys.shape[1:])
-            (es, ast, obs), m = jax.lax.scan(step, (es, ast, obs), step_keys)
-            key = keys[0]
+            key, block_key = jax.random.split(key)
+
+            def step(carry, i):
+                es, ast, obs = carry
+                k_act, k_env, k_upd = step_keys(block_key, i)
+                action, act_info = agent.act(k_act, ast, obs)
+                obs2, es2, reward, term, trunc, info = env.step(k_env, es, action, params)
+                tr = Transition(obs, action, reward, obs2, term, trunc, act_info, info)
+                if learn:
+                    ast2, am = agent.observe(k_upd, ast, tr), {}
+                else:
+                    ast2, am = agent.update(k_upd, ast, tr)
+                return (es2, ast2, obs2), step_metrics(env, reward, info, am)
+
+            (es, ast, obs), m = jax.lax.scan(step, (es, ast, obs), jnp.arange(block))
             if learn:
-                key, k_learn = jax.random.split(key)
-                ast = agent.learn(k_learn, ast)
+                ast = agent.learn(jax.random.fold_in(block_key, 3 * block), ast)
             return (es, ast, obs, key), {k: jnp.sum(v) for k, v in m.items()}
 
         _, sums = jax.lax.scan(block_fn, (es, ast, obs, k_loop), None, length=num_blocks)

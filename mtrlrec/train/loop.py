@@ -41,6 +41,7 @@ import numpy as np
 from mtrlrec.core.agent import Agent, with_hparams
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError, check_int
+from mtrlrec.core.rng import step_keys as derive_step_keys
 from mtrlrec.core.types import Transition
 from mtrlrec.train import sharding
 
@@ -136,9 +137,9 @@ def _make_window_fn(env: Environment, agent: Agent, log_every: int):
             f"{agent.learn_every} (its training period)."
         )
 
-    def step(carry_and_params, step_keys):
-        carry, env_params = carry_and_params
-        k_act, k_env, k_upd = step_keys[0], step_keys[1], step_keys[2]
+    def step(carry_and_params, i):
+        carry, env_params, window_key = carry_and_params
+        k_act, k_env, k_upd = derive_step_keys(window_key, i)
         action, act_info = agent.act(k_act, carry.agent_state, carry.obs)
         obs, env_state, reward, terminated, truncated, info = env.step(
             k_env, carry.env_state, action, env_params
@@ -152,30 +153,27 @@ def _make_window_fn(env: Environment, agent: Agent, log_every: int):
             agent_state, agent_metrics = agent.update(k_upd, carry.agent_state, transition)
         metrics = step_metrics(env, reward, info, agent_metrics)
         new = carry.replace(env_state=env_state, agent_state=agent_state, obs=obs, t=carry.t + 1)
-        return (new, env_params), metrics
+        return (new, env_params, window_key), metrics
 
-    def block(carry_and_params, block_keys):
-        (carry, env_params), m = jax.lax.scan(step, carry_and_params, block_keys[1:])
-        state = agent.learn(block_keys[0, 0], carry.agent_state)
-        return (carry.replace(agent_state=state), env_params), m
+    def block(carry_and_params, b):
+        # Steps of block b are numbered b·learn_every + j within the window; their
+        # keys use fold_in data < 3·log_every, so the learn keys start above that.
+        (carry, env_params, window_key), m = jax.lax.scan(
+            step, carry_and_params, b * agent.learn_every + jnp.arange(agent.learn_every))
+        learn_key = jax.random.fold_in(window_key, 3 * log_every + b)
+        state = agent.learn(learn_key, carry.agent_state)
+        return (carry.replace(agent_state=state), env_params, window_key), m
 
     def window(carry: LoopCarry, env_params):
-        # One batched split per window is much cheaper than a split per step.
-        keys = jax.random.split(carry.key, 3 * log_every + 1)
-        step_keys = keys[1:].reshape((log_every, 3) + keys.shape[1:])
-        carry = carry.replace(key=keys[0])
+        key, window_key = jax.random.split(carry.key)
+        carry = carry.replace(key=key)
         if periodic:
-            # Blocks of learn_every steps, then learn: [blocks, 1 + learn_every, 3, key].
             n = log_every // agent.learn_every
-            learn_keys = jax.random.split(keys[0], n + 1)
-            carry = carry.replace(key=learn_keys[0])
-            per_block = step_keys.reshape((n, agent.learn_every, 3) + keys.shape[1:])
-            learn_col = jnp.broadcast_to(learn_keys[1:, None, None], (n, 1, 3) + keys.shape[1:])
-            (carry, _), m = jax.lax.scan(block, (carry, env_params),
-                                         jnp.concatenate([learn_col, per_block], axis=1))
+            (carry, _, _), m = jax.lax.scan(block, (carry, env_params, window_key), jnp.arange(n))
             m = jax.tree.map(lambda v: v.reshape((log_every,) + v.shape[2:]), m)
         else:
-            (carry, _), m = jax.lax.scan(step, (carry, env_params), step_keys)
+            (carry, _, _), m = jax.lax.scan(step, (carry, env_params, window_key),
+                                            jnp.arange(log_every))
         out = {}
         done = m.get("episode_done")
         for k, v in m.items():
