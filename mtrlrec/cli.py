@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--rows", default=None, help="comma-separated row keys to run (default all)")
     b.add_argument("--save-results", action="store_true",
                    help="also copy table.md/table.csv to benchmarks/results/<table>[-quick].*")
+    b.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue an interrupted table in DIR: reuse its finished rows")
     b.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("list", help="list experiments and tables")
@@ -84,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out_dir, table = run_table(args.table, quick=args.quick, out=args.out,
                                        seeds=args.seeds, rows=rows,
                                        save_results=args.save_results,
-                                       progress=not args.no_progress)
+                                       progress=not args.no_progress, resume=args.resume)
             print(table.markdown)
             print(f"written to {out_dir}")
         elif args.command == "list":

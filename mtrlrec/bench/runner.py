@@ -6,12 +6,20 @@ Outputs in the bench directory (default ``runs/bench/<table>[-quick]-<time>/``):
 ``tb/`` (the table as TensorBoard text), ``rows/<row>/`` (a full run directory per
 row: curves in TensorBoard, summary, plot, and one HParams session each, so
 TensorBoard's HParams dashboard shows the table too).
+
+Long tables survive interruptions: every finished row leaves ``rows/<row>/row.json``
+(what it ran: experiment, bindings, seeds) beside its ``result.npz``, the partial
+table is rewritten after every row, and ``mtrlrec bench TABLE --resume DIR`` reuses
+the finished rows of DIR whose configuration is unchanged and runs the rest. A row
+that crashed part-way, or whose configuration changed, is moved aside
+(``rows/<row>.previous-<time>``), never deleted.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import math
 import pathlib
 import shutil
@@ -183,6 +191,59 @@ def render(bt: BenchTable) -> None:
                               "reference_se", "tolerance", "status", "source"], csv_rows)
 
 
+def _judged(spec: spec_lib.TableSpec, quick: bool, cells: dict) -> BenchTable:
+    judgements = [judge(cells.get((r.row, r.column)), r, quick) for r in spec.references]
+    checks = [(c.name, evaluate_check(c, cells, spec.references, quick)) for c in spec.checks]
+    bt = BenchTable(spec, quick, cells, judgements, checks)
+    render(bt)
+    return bt
+
+
+def _write_table(out_dir: pathlib.Path, bt: BenchTable) -> None:
+    for name, text in (("table.md", bt.markdown), ("table.csv", bt.csv)):
+        tmp = out_dir / (name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out_dir / name)  # atomic: a crash never leaves half a table
+
+
+def _row_identity(spec, row, quick: bool, seeds: int | None) -> dict:
+    """What a row's numbers depend on in the spec (compared on --resume)."""
+    bindings = list(row.bindings)
+    if quick:
+        bindings += list(spec.quick_bindings) + list(row.quick_bindings)
+    if seeds is None:
+        seeds = row.seeds or (spec.quick_seeds if quick and spec.quick_seeds else spec.seeds)
+    return {"experiment": row.experiment, "bindings": bindings, "seeds": seeds, "quick": quick}
+
+
+def _resume_dir(path: pathlib.Path, spec, quick: bool) -> pathlib.Path:
+    meta = path / "bench.json"
+    if not meta.exists():
+        raise ConfigError(f"--resume {str(path)!r}: not a bench output directory (no bench.json).")
+    info = json.loads(meta.read_text())
+    if info.get("table") != spec.name or bool(info.get("quick")) != quick:
+        raise ConfigError(
+            f"--resume {str(path)!r} holds table {info.get('table')!r} "
+            f"({'quick' if info.get('quick') else 'full'}), not {spec.name!r} "
+            f"({'quick' if quick else 'full'}).")
+    return path
+
+
+def _finished_row(row_dir: pathlib.Path, identity: dict) -> Result | None:
+    """The row's saved result if it finished with the same configuration, else None."""
+    meta, npz = row_dir / "row.json", row_dir / "result.npz"
+    if not (meta.exists() and npz.exists()):
+        return None
+    if json.loads(meta.read_text()) != identity:
+        return None
+    return experiment_lib.load_result(npz)
+
+
+def _move_aside(row_dir: pathlib.Path, stamp: str) -> None:
+    if row_dir.exists():
+        row_dir.rename(row_dir.with_name(f"{row_dir.name}.previous-{stamp}"))
+
+
 def run_row(spec: spec_lib.TableSpec, row: spec_lib.Row, *, quick: bool, seeds: int | None,
             row_dir: pathlib.Path | None, progress: bool) -> Result:
     bindings = list(row.bindings)
@@ -217,8 +278,13 @@ def run_row(spec: spec_lib.TableSpec, row: spec_lib.Row, *, quick: bool, seeds: 
 
 def run_table(name: str, *, quick: bool = False, out: str | None = None,
               seeds: int | None = None, rows: Sequence[str] | None = None,
-              save_results: bool = False, progress: bool = True) -> tuple[pathlib.Path, BenchTable]:
-    """Runs the table ``name`` and writes it; returns the output directory and the table."""
+              save_results: bool = False, progress: bool = True,
+              resume: str | None = None) -> tuple[pathlib.Path, BenchTable]:
+    """Runs the table ``name`` and writes it; returns the output directory and the table.
+
+    ``resume``: an earlier output directory of the same table; its finished rows
+    with unchanged configuration are reused, the others run (see the module doc).
+    """
     spec = spec_lib.load(name)
     if rows is not None:
         unknown = set(rows) - {r.key for r in spec.rows}
@@ -226,16 +292,28 @@ def run_table(name: str, *, quick: bool = False, out: str | None = None,
             raise ConfigError(f"unknown row(s) {sorted(unknown)} in table {spec.name}; rows are "
                               f"{[r.key for r in spec.rows]}.")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out_dir = experiment_lib.new_run_dir(
-        out or str(pathlib.Path("runs") / "bench" / f"{spec.name}{'-quick' if quick else ''}-{stamp}"),
-        spec.name)
+    if resume is not None:
+        if out is not None:
+            raise ConfigError("--resume DIR writes into DIR; do not pass --out as well.")
+        out_dir = _resume_dir(pathlib.Path(resume), spec, quick)
+    else:
+        out_dir = experiment_lib.new_run_dir(
+            out or str(pathlib.Path("runs") / "bench" / f"{spec.name}{'-quick' if quick else ''}-{stamp}"),
+            spec.name)
+        (out_dir / "bench.json").write_text(json.dumps({"table": spec.name, "quick": quick}))
     cells: dict[tuple[str, str], Cell] = {}
     produced: dict[str, list[str]] = {}
     for row in spec.rows:
         if rows is not None and row.key not in rows:
             continue
-        result = run_row(spec, row, quick=quick, seeds=seeds, row_dir=out_dir / "rows" / row.key,
-                         progress=progress)
+        row_dir = out_dir / "rows" / row.key
+        identity = _row_identity(spec, row, quick, seeds)
+        result = _finished_row(row_dir, identity) if resume is not None else None
+        if result is None:
+            _move_aside(row_dir, stamp)
+            result = run_row(spec, row, quick=quick, seeds=seeds, row_dir=row_dir,
+                             progress=progress)
+            (row_dir / "row.json").write_text(json.dumps(identity, indent=2))
         produced[row.key] = sorted(result.final)
         for col in spec.columns:
             if col.metric not in result.final:
@@ -245,18 +323,16 @@ def run_table(name: str, *, quick: bool = False, out: str | None = None,
                 raise ConfigError(f"{spec.path}: row {row.key!r} is a sweep; a table cell needs "
                                   "one value per seed.")
             cells[(row.key, col.key)] = Cell(float(mean), float(se), n)
+        # The table so far, so an interrupted run still leaves its finished rows readable.
+        _write_table(out_dir, _judged(spec, quick, cells))
     for col in spec.columns:
         if produced and not any((r, col.key) in cells for r in produced):
             raise ConfigError(
                 f"{spec.path}: column {col.key!r} needs metric {col.metric!r}, which no row "
                 f"produces; the rows produce {sorted(set().union(*produced.values()))}."
             )
-    judgements = [judge(cells.get((r.row, r.column)), r, quick) for r in spec.references]
-    checks = [(c.name, evaluate_check(c, cells, spec.references, quick)) for c in spec.checks]
-    bt = BenchTable(spec, quick, cells, judgements, checks)
-    render(bt)
-    (out_dir / "table.md").write_text(bt.markdown, encoding="utf-8")
-    (out_dir / "table.csv").write_text(bt.csv, encoding="utf-8")
+    bt = _judged(spec, quick, cells)
+    _write_table(out_dir, bt)
     tb = TensorBoardWriter(out_dir / "tb")
     tb.text(f"tables/{spec.name}", bt.markdown)
     tb.close()

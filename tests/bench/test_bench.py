@@ -103,3 +103,33 @@ def test_column_no_row_produces_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match=r"column 'regret' needs metric 'cumulative_regert', "
                                           r"which no row produces; the rows produce \[.*'cumulative_regret'"):
         run_table(str(p), quick=True, out=str(tmp_path / "o"), progress=False)
+
+
+def test_resume_reuses_finished_rows_and_reruns_the_crashed_one(quick_table, tmp_path):
+    import shutil
+
+    out, table = quick_table
+    copy = tmp_path / "resumed"
+    shutil.copytree(out, copy)
+    # A crash during row "eps": its directory exists but it never wrote row.json.
+    (copy / "rows" / "eps" / "row.json").unlink()
+    (copy / "table.md").unlink()
+    kept = (copy / "rows" / "uniform" / "result.npz").stat().st_mtime_ns
+    out2, resumed = run_table("bandit_analytic", quick=True, resume=str(copy), progress=False)
+    assert out2 == copy
+    assert (copy / "rows" / "uniform" / "result.npz").stat().st_mtime_ns == kept
+    assert resumed.cells == table.cells  # same seeds, same programs: identical numbers
+    assert (copy / "rows" / "eps" / "row.json").exists()
+    assert len(list((copy / "rows").glob("eps.previous-*"))) == 1  # moved aside, not deleted
+    assert (copy / "table.md").read_text() == table.markdown
+
+
+def test_resume_refuses_another_table_or_a_plain_directory(quick_table, tmp_path):
+    out, _ = quick_table
+    with pytest.raises(ConfigError, match="holds table 'bandit_analytic' \\(quick\\)"):
+        run_table("bandit_analytic", quick=False, resume=str(out), progress=False)
+    with pytest.raises(ConfigError, match="no bench.json"):
+        run_table("bandit_analytic", quick=True, resume=str(tmp_path), progress=False)
+    with pytest.raises(ConfigError, match="--out"):
+        run_table("bandit_analytic", quick=True, resume=str(out), out=str(tmp_path / "x"),
+                  progress=False)
