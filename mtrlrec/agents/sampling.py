@@ -90,12 +90,7 @@ def _propose(key: jax.Array, d: jax.Array, c: jax.Array, source: str):
     bits = random_bits(key, 2 * half + n, source)
     x = _normals(bits[: 2 * half].reshape(2, half))[:n]
     u = _uniform_open(bits[2 * half:])
-    v = 1.0 + c * x
-    v3 = v * v * v
-    ok_v = v > 0.0
-    log_v3 = 3.0 * jnp.log(jnp.where(ok_v, v, 1.0))
-    accept = ok_v & (jnp.log(u) < 0.5 * x * x + d - d * v3 + d * log_v3)
-    return d * v3, accept
+    return _mt_accept(x, u, d, c)
 
 
 def _words(kw, ctr):
@@ -109,6 +104,10 @@ def _proposal(kw, elem, rnd, n, d, c):
     u2 = _uniform_open(_words(kw, base + jnp.uint32(1)))
     u = _uniform_open(_words(kw, base + jnp.uint32(2)))
     x = jnp.sqrt(-2.0 * jnp.log(u1)) * jnp.cos(jnp.float32(_TWO_PI) * u2)
+    return _mt_accept(x, u, d, c)
+
+def _mt_accept(x, u, d, c):
+    """Marsaglia–Tsang: the candidate :math:`d v^3`, :math:`v = 1 + c x`, and whether ``u`` accepts it."""
     v = 1.0 + c * x
     v3 = v * v * v
     ok = v > 0.0
@@ -125,11 +124,7 @@ def _round0(kw, d, c, n):
     r = jnp.sqrt(-2.0 * jnp.log(u1)); th = jnp.float32(_TWO_PI) * u2
     x = jnp.concatenate([r * jnp.cos(th), r * jnp.sin(th)], axis=1)[:, :n]
     u = _uniform_open(_words(k, jnp.arange(n, dtype=jnp.uint32) * jnp.uint32(3) + jnp.uint32(2)))
-    v = 1.0 + c * x
-    v3 = v * v * v
-    ok = v > 0.0
-    acc = ok & (jnp.log(u) < 0.5 * x * x + d - d * v3 + 3.0 * d * jnp.log(jnp.where(ok, v, 1.0)))
-    return d * v3, acc
+    return _mt_accept(x, u, d, c)
 
 def _gamma_flat(kw, d, c, n):
     """kw [B, 2], d, c [B, n] -> [B, n]; global compaction of rejected draws."""
