@@ -19,6 +19,15 @@ and prints the ratios. Run::
 
     python benchmarks/perf/bandits.py            # 1,000 runs × 10,000 steps
     python benchmarks/perf/bandits.py --quick    # 200 runs × 2,000 steps
+    python benchmarks/perf/bandits.py --threefry-unrolled   # see below
+
+``--threefry-unrolled`` is an experiment, not a library setting: JAX lowers its
+Threefry PRNG on CPU as a rolled 5-iteration loop, which dominates a cheap
+bandit step; this flag registers JAX's own unrolled lowering for CPU in this
+process (a private JAX hook, so it may break with a JAX upgrade). The random
+numbers are bit-identical (the printed regrets do not change); only the speed
+does, and not always for the better: XLA then fuses the unrolled rounds into
+every consumer of the key words and recomputes them (Thompson sampling slows down).
 """
 
 from __future__ import annotations
@@ -128,12 +137,12 @@ AGENTS = {
 }
 
 
-def ours_loop(name: str, runs: int, steps: int) -> float:
-    """pulls/s of ``loop.run`` (the 9 chunks after the compiling one)."""
+def ours_loop(name: str, runs: int, steps: int) -> tuple[float, float]:
+    """pulls/s of ``loop.run`` (the 9 chunks after the compiling one), and the mean regret at T."""
     env = BernoulliBandit(K, means=MEANS.tolist())
     out = loop.run(env, AGENTS[name](), num_steps=steps, num_seeds=runs,
                    log_every=steps // 10, num_chunks=10)
-    return runs * steps * 0.9 / out.seconds
+    return runs * steps * 0.9 / out.seconds, float(out.metrics["cumulative_regret"][:, -1].mean())
 
 
 def ours_scan(name: str, runs: int, steps: int) -> float:
@@ -158,24 +167,34 @@ def main(argv=None) -> None:
     ap.add_argument("--mabwiser-pulls", type=int, default=2000)
     ap.add_argument("--quick", action="store_true", help="200 runs × 2,000 steps")
     ap.add_argument("--algos", default="TS,UCB1,KL-UCB,ε-greedy")
+    ap.add_argument("--threefry-unrolled", action="store_true",
+                    help="lower Threefry unrolled on CPU (experiment; see the module doc)")
     args = ap.parse_args(argv)
+    if args.threefry_unrolled:
+        from jax._src.interpreters import mlir
+        from jax._src.random import threefry2x32 as tf
+
+        mlir.register_lowering(tf.threefry2x32_p, tf._threefry2x32_lowering_rule, platform="cpu")
     if args.quick:
         args.runs, args.steps, args.mabwiser_pulls = 200, 2000, 500
     np_steps = args.numpy_steps or args.steps
     print(f"K = {K} Bernoulli arms, {args.runs} runs × {args.steps} steps; "
-          f"devices: {jax.devices()}")
+          f"devices: {jax.devices()}; Threefry lowering on CPU: "
+          f"{'unrolled' if args.threefry_unrolled else 'rolled (JAX default)'}")
     header = (f"{'algorithm':10s} {'loop':>12s} {'scan':>12s} {'numpy':>12s} {'mabwiser':>10s}"
-              f" {'loop/np':>8s} {'scan/np':>8s} {'loop/mabw':>10s}")
+              f" {'loop/np':>8s} {'scan/np':>8s} {'loop/mabw':>10s} {'regret(T)':>10s}")
     print(header)
     for name in args.algos.split(","):
-        v_loop = ours_loop(name, args.runs, args.steps)
+        v_loop, regret = ours_loop(name, args.runs, args.steps)
         v_scan = ours_scan(name, args.runs, args.steps)
         v_np = args.runs * np_steps / numpy_run(name, args.runs, np_steps)
         sec = mabwiser_run(name, args.mabwiser_pulls)
         v_mw = args.mabwiser_pulls / sec if sec else float("nan")
         print(f"{name:10s} {v_loop:12,.0f} {v_scan:12,.0f} {v_np:12,.0f} {v_mw:10,.0f}"
-              f" {v_loop / v_np:8.2f} {v_scan / v_np:8.2f} {v_loop / v_mw:10,.0f}", flush=True)
-    print("(pulls/s; ratios > 1 mean ours is faster; nan: MABWiser missing or lacks the policy)")
+              f" {v_loop / v_np:8.2f} {v_scan / v_np:8.2f} {v_loop / v_mw:10,.0f} {regret:10.2f}",
+              flush=True)
+    print("(pulls/s; ratios > 1 mean ours is faster; nan: MABWiser missing or lacks the policy;"
+          " regret(T): mean over the loop's runs)")
 
 
 if __name__ == "__main__":
