@@ -33,7 +33,7 @@ import numpy as np
 
 from mtrlrec import config as config_lib
 from mtrlrec.core.errors import ConfigError, check_int
-from mtrlrec.log import plots, tables
+from mtrlrec.log import plots, provenance, tables
 from mtrlrec.log.writers import RunWriter
 from mtrlrec.train.result import MetricWriter, Result, RunContext
 
@@ -139,6 +139,7 @@ def run_experiment(
         "seed": exp.seed,
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
         "host": platform.node(),
+        "code": provenance.code_version(),
     }
     if resume is None:
         (run_dir / "run.json").write_text(json.dumps(meta, indent=1))

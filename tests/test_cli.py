@@ -41,6 +41,8 @@ def test_run_directory_contents(quick_run):
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(l)["step"] for l in lines] == [100, 200, 300, 400]
     assert "cumulative_regret" in proc.stdout
+    code = json.loads((out / "run.json").read_text())["code"]
+    assert code["jax"] and code["backend"] and "commit" in code
 
 
 def test_existing_output_directory_is_refused(quick_run):

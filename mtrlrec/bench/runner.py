@@ -31,7 +31,7 @@ from mtrlrec import experiment as experiment_lib
 from mtrlrec.bench import spec as spec_lib
 from mtrlrec.config import REPO_ROOT
 from mtrlrec.core.errors import ConfigError
-from mtrlrec.log import tables
+from mtrlrec.log import provenance, tables
 from mtrlrec.log.tensorboard import TensorBoardWriter
 from mtrlrec.log.writers import RunWriter
 from mtrlrec.train.result import Result, RunContext
@@ -64,6 +64,7 @@ class BenchTable:
     cells: dict[tuple[str, str], Cell]
     judgements: list[Judgement]
     checks: list[tuple[str, str]]  # (name, 'pass' | 'fail' | 'not judged (quick)' | 'not run')
+    codes: dict[str, dict | None] = dataclasses.field(default_factory=dict)  # row -> code version
     markdown: str = ""
     csv: str = ""
 
@@ -186,15 +187,33 @@ def render(bt: BenchTable) -> None:
                 "" if j is None else j.status,
                 "" if j is None else j.reference.source,
             ])
+    md.append(_provenance_markdown(bt))
     bt.markdown = "\n".join(md)
     bt.csv = tables.csv_text(["row", "column", "metric", "mean", "se", "n", "reference",
                               "reference_se", "tolerance", "status", "source"], csv_rows)
 
 
-def _judged(spec: spec_lib.TableSpec, quick: bool, cells: dict) -> BenchTable:
+def _provenance_markdown(bt: BenchTable) -> str:
+    """Which code computed which rows, and which rows were not run."""
+    lines = ["\n## Code\n"]
+    groups: dict[str, list[str]] = {}
+    for key, code in bt.codes.items():
+        groups.setdefault(provenance.describe(code), []).append(key)
+    if len(groups) == 1:
+        lines.append(f"All rows: {next(iter(groups))}.")
+    for text, keys in (groups.items() if len(groups) > 1 else []):
+        lines.append(f"- {', '.join(keys)}: {text}")
+    missing = [r.key for r in bt.spec.rows if r.key not in bt.codes]
+    if bt.codes and missing:
+        lines.append(f"\nNot run in this table (empty cells): {', '.join(missing)}.")
+    return "\n".join(lines) + "\n"
+
+
+def _judged(spec: spec_lib.TableSpec, quick: bool, cells: dict,
+            codes: dict | None = None) -> BenchTable:
     judgements = [judge(cells.get((r.row, r.column)), r, quick) for r in spec.references]
     checks = [(c.name, evaluate_check(c, cells, spec.references, quick)) for c in spec.checks]
-    bt = BenchTable(spec, quick, cells, judgements, checks)
+    bt = BenchTable(spec, quick, cells, judgements, checks, codes=dict(codes or {}))
     render(bt)
     return bt
 
@@ -234,9 +253,15 @@ def _finished_row(row_dir: pathlib.Path, identity: dict) -> Result | None:
     meta, npz = row_dir / "row.json", row_dir / "result.npz"
     if not (meta.exists() and npz.exists()):
         return None
-    if json.loads(meta.read_text()) != identity:
+    recorded = json.loads(meta.read_text())
+    if {k: recorded.get(k) for k in identity} != identity:
         return None
     return experiment_lib.load_result(npz)
+
+
+def _row_code(row_dir: pathlib.Path) -> dict | None:
+    meta = row_dir / "row.json"
+    return json.loads(meta.read_text()).get("code") if meta.exists() else None
 
 
 def _move_aside(row_dir: pathlib.Path, stamp: str) -> None:
@@ -303,6 +328,7 @@ def run_table(name: str, *, quick: bool = False, out: str | None = None,
         (out_dir / "bench.json").write_text(json.dumps({"table": spec.name, "quick": quick}))
     cells: dict[tuple[str, str], Cell] = {}
     produced: dict[str, list[str]] = {}
+    codes: dict[str, dict | None] = {}
     for row in spec.rows:
         if rows is not None and row.key not in rows:
             continue
@@ -313,7 +339,9 @@ def run_table(name: str, *, quick: bool = False, out: str | None = None,
             _move_aside(row_dir, stamp)
             result = run_row(spec, row, quick=quick, seeds=seeds, row_dir=row_dir,
                              progress=progress)
-            (row_dir / "row.json").write_text(json.dumps(identity, indent=2))
+            (row_dir / "row.json").write_text(
+                json.dumps({**identity, "code": provenance.code_version()}, indent=2))
+        codes[row.key] = _row_code(row_dir)
         produced[row.key] = sorted(result.final)
         for col in spec.columns:
             if col.metric not in result.final:
@@ -324,14 +352,14 @@ def run_table(name: str, *, quick: bool = False, out: str | None = None,
                                   "one value per seed.")
             cells[(row.key, col.key)] = Cell(float(mean), float(se), n)
         # The table so far, so an interrupted run still leaves its finished rows readable.
-        _write_table(out_dir, _judged(spec, quick, cells))
+        _write_table(out_dir, _judged(spec, quick, cells, codes))
     for col in spec.columns:
         if produced and not any((r, col.key) in cells for r in produced):
             raise ConfigError(
                 f"{spec.path}: column {col.key!r} needs metric {col.metric!r}, which no row "
                 f"produces; the rows produce {sorted(set().union(*produced.values()))}."
             )
-    bt = _judged(spec, quick, cells)
+    bt = _judged(spec, quick, cells, codes)
     _write_table(out_dir, bt)
     tb = TensorBoardWriter(out_dir / "tb")
     tb.text(f"tables/{spec.name}", bt.markdown)

@@ -133,3 +133,15 @@ def test_resume_refuses_another_table_or_a_plain_directory(quick_table, tmp_path
     with pytest.raises(ConfigError, match="--out"):
         run_table("bandit_analytic", quick=True, resume=str(out), out=str(tmp_path / "x"),
                   progress=False)
+
+
+def test_table_and_run_record_the_code_that_ran(quick_table):
+    import json
+
+    from mtrlrec.log import provenance
+
+    out, table = quick_table
+    version = provenance.code_version()
+    assert f"All rows: {provenance.describe(version)}." in table.markdown
+    row = json.loads((out / "rows" / "uniform" / "row.json").read_text())
+    assert row["code"] == version and row["seeds"] == 20
