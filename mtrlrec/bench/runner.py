@@ -248,20 +248,16 @@ def _resume_dir(path: pathlib.Path, spec, quick: bool) -> pathlib.Path:
     return path
 
 
-def _finished_row(row_dir: pathlib.Path, identity: dict) -> Result | None:
-    """The row's saved result if it finished with the same configuration, else None."""
+def _finished_row(row_dir: pathlib.Path, identity: dict) -> tuple[Result, dict | None] | None:
+    """The row's saved result and recorded code version if it finished with the same
+    configuration, else None."""
     meta, npz = row_dir / "row.json", row_dir / "result.npz"
     if not (meta.exists() and npz.exists()):
         return None
     recorded = json.loads(meta.read_text())
     if {k: recorded.get(k) for k in identity} != identity:
         return None
-    return experiment_lib.load_result(npz)
-
-
-def _row_code(row_dir: pathlib.Path) -> dict | None:
-    meta = row_dir / "row.json"
-    return json.loads(meta.read_text()).get("code") if meta.exists() else None
+    return experiment_lib.load_result(npz), recorded.get("code")
 
 
 def _move_aside(row_dir: pathlib.Path, stamp: str) -> None:
@@ -271,12 +267,9 @@ def _move_aside(row_dir: pathlib.Path, stamp: str) -> None:
 
 def run_row(spec: spec_lib.TableSpec, row: spec_lib.Row, *, quick: bool, seeds: int | None,
             row_dir: pathlib.Path | None, progress: bool) -> Result:
-    bindings = list(row.bindings)
-    if quick:
-        bindings += list(spec.quick_bindings) + list(row.quick_bindings)
-    exp = experiment_lib.build([spec_lib.experiment_path(row)], bindings)
-    if seeds is None:
-        seeds = row.seeds or (spec.quick_seeds if quick and spec.quick_seeds else spec.seeds)
+    identity = _row_identity(spec, row, quick, seeds)
+    exp = experiment_lib.build([spec_lib.experiment_path(row)], identity["bindings"])
+    seeds = identity["seeds"]
     writer = RunWriter(row_dir) if row_dir is not None else None
     ctx = RunContext(num_seeds=seeds, seed=exp.seed, run_dir=row_dir,
                      progress=progress, quick=quick)
@@ -334,14 +327,16 @@ def run_table(name: str, *, quick: bool = False, out: str | None = None,
             continue
         row_dir = out_dir / "rows" / row.key
         identity = _row_identity(spec, row, quick, seeds)
-        result = _finished_row(row_dir, identity) if resume is not None else None
-        if result is None:
+        finished = _finished_row(row_dir, identity) if resume is not None else None
+        if finished is not None:
+            result, codes[row.key] = finished
+        else:
             _move_aside(row_dir, stamp)
             result = run_row(spec, row, quick=quick, seeds=seeds, row_dir=row_dir,
                              progress=progress)
-            (row_dir / "row.json").write_text(
-                json.dumps({**identity, "code": provenance.code_version()}, indent=2))
-        codes[row.key] = _row_code(row_dir)
+            codes[row.key] = provenance.code_version()
+            (row_dir / "row.json").write_text(json.dumps({**identity, "code": codes[row.key]},
+                                                         indent=2))
         produced[row.key] = sorted(result.final)
         for col in spec.columns:
             if col.metric not in result.final:
