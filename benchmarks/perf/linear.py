@@ -48,6 +48,12 @@ def _theta():
 # -- NumPy, vectorised over runs ---------------------------------------------------------
 
 
+def _sherman_morrison(m, x):
+    """``(M^{-1} + x xᵀ)^{-1}`` from ``M = [runs, D, D]`` (symmetric) and ``x [runs, D]``."""
+    mx = np.einsum("rij,rj->ri", m, x)
+    return m - np.einsum("ri,rj->rij", mx, mx) / (1 + np.einsum("ri,ri->r", x, mx))[:, None, None]
+
+
 def numpy_linucb(theta, runs, steps, alpha=1.0, lam=1.0, seed=0):
     rng = np.random.default_rng(seed)
     a_inv = np.broadcast_to(np.eye(D) / lam, (runs, K, D, D)).copy()
@@ -62,9 +68,7 @@ def numpy_linucb(theta, runs, steps, alpha=1.0, lam=1.0, seed=0):
         means = x @ theta.T
         r = means[idx, a] + NOISE * rng.standard_normal(runs)
         regret += float(np.sum(means.max(1) - means[idx, a]))
-        m = a_inv[idx, a]
-        mx = np.einsum("rij,rj->ri", m, x)
-        a_inv[idx, a] = m - np.einsum("ri,rj->rij", mx, mx) / (1 + np.einsum("ri,ri->r", x, mx))[:, None, None]
+        a_inv[idx, a] = _sherman_morrison(a_inv[idx, a], x)
         b[idx, a] += r[:, None] * x
     return regret / runs
 
@@ -90,9 +94,7 @@ def numpy_lints(theta, runs, steps, a0=6.0, b0=6.0, lam=0.25, seed=0):
         means = x @ theta.T
         r = means[idx, a] + NOISE * rng.standard_normal(runs)
         regret += float(np.sum(means.max(1) - means[idx, a]))
-        m = cov[idx, a]
-        mx = np.einsum("rij,rj->ri", m, x)
-        cov[idx, a] = m - np.einsum("ri,rj->rij", mx, mx) / (1 + np.einsum("ri,ri->r", x, mx))[:, None, None]
+        cov[idx, a] = _sherman_morrison(cov[idx, a], x)
         xy[idx, a] += r[:, None] * x
         yy[idx, a] += r * r
         n[idx, a] += 1
