@@ -19,15 +19,10 @@ and prints the ratios. Run::
 
     python benchmarks/perf/bandits.py            # 1,000 runs × 10,000 steps
     python benchmarks/perf/bandits.py --quick    # 200 runs × 2,000 steps
-    python benchmarks/perf/bandits.py --threefry-unrolled   # see below
 
-``--threefry-unrolled`` is an experiment, not a library setting: JAX lowers its
-Threefry PRNG on CPU as a rolled 5-iteration loop, which dominates a cheap
-bandit step; this flag registers JAX's own unrolled lowering for CPU in this
-process (a private JAX hook, so it may break with a JAX upgrade). The random
-numbers are bit-identical (the printed regrets do not change); only the speed
-does, and not always for the better: XLA then fuses the unrolled rounds into
-every consumer of the key words and recomputes them (Thompson sampling slows down).
+The regret column is the mean over the loop's runs: it changes only when the
+random streams or an algorithm change, so it doubles as a check that a speed-up
+left the numbers alone.
 """
 
 from __future__ import annotations
@@ -42,6 +37,7 @@ import numpy as np
 
 from mtrlrec.agents import bandits as A
 from mtrlrec.agents.bandit_runners import seed_program
+from mtrlrec.log import provenance
 from mtrlrec.envs.bandits import BernoulliBandit
 from mtrlrec.train import loop
 
@@ -167,20 +163,12 @@ def main(argv=None) -> None:
     ap.add_argument("--mabwiser-pulls", type=int, default=2000)
     ap.add_argument("--quick", action="store_true", help="200 runs × 2,000 steps")
     ap.add_argument("--algos", default="TS,UCB1,KL-UCB,ε-greedy")
-    ap.add_argument("--threefry-unrolled", action="store_true",
-                    help="lower Threefry unrolled on CPU (experiment; see the module doc)")
     args = ap.parse_args(argv)
-    if args.threefry_unrolled:
-        from jax._src.interpreters import mlir
-        from jax._src.random import threefry2x32 as tf
-
-        mlir.register_lowering(tf.threefry2x32_p, tf._threefry2x32_lowering_rule, platform="cpu")
     if args.quick:
         args.runs, args.steps, args.mabwiser_pulls = 200, 2000, 500
     np_steps = args.numpy_steps or args.steps
     print(f"K = {K} Bernoulli arms, {args.runs} runs × {args.steps} steps; "
-          f"devices: {jax.devices()}; Threefry lowering on CPU: "
-          f"{'unrolled' if args.threefry_unrolled else 'rolled (JAX default)'}")
+          f"devices: {jax.devices()}; {provenance.describe(provenance.code_version())}")
     header = (f"{'algorithm':10s} {'loop':>12s} {'scan':>12s} {'numpy':>12s} {'mabwiser':>10s}"
               f" {'loop/np':>8s} {'scan/np':>8s} {'loop/mabw':>10s} {'regret(T)':>10s}")
     print(header)

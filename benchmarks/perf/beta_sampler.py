@@ -5,9 +5,9 @@ just those draws: R runs × K arms per step, T steps in one ``lax.scan`` (the
 parameters grow every step, as posterior counts do), for
 
 * ``mtrlrec``: :func:`mtrlrec.agents.sampling.beta` (Marsaglia–Tsang with hashed
-  words and the exact batched fallback), vmapped over runs;
-* ``first round only``: the same without the fallback for rejected proposals
-  (NOT exact; it shows what the fallback costs);
+  words, Box–Muller pairs and the exact fallback), vmapped over runs;
+* ``mtrlrec, threefry words``: the same with ``source='threefry'`` (the
+  reference bit source);
 * ``jax.random.beta``;
 * NumPy's ``Generator.beta`` on the same ``[R, K]`` arrays.
 
@@ -24,26 +24,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from mtrlrec.agents import sampling
+from mtrlrec.core import rng
 
 
 def _program(kind: str, runs: int, k: int, steps: int):
     def one(key, a, b):
         if kind == "mtrlrec":
             return sampling.beta(key, a, b, "hash", True)
-        if kind == "first round only":
-            words = jax.random.bits(key, (4,), jnp.uint32)
-            x = jnp.concatenate([a, b])
-            d = x - 1.0 / 3.0
-            c = 1.0 / jnp.sqrt(9.0 * d)
-            g, _ = sampling._round0(words[None, :2], d[None], c[None], 2 * k)
-            return g[0, :k] / (g[0, :k] + g[0, k:])
+        if kind == "mtrlrec, threefry words":
+            return sampling.beta(key, a, b, "threefry", True)
         return jax.random.beta(key, a, b)
 
     draw = jax.vmap(one)
 
     def run(keys, a, b):
         def step(total, i):
-            ks = jax.vmap(lambda kk: jax.random.fold_in(kk, i))(keys)
+            ks = jax.vmap(lambda kk: rng.fold_in(kk, i))(keys)
             return total + jnp.sum(draw(ks, a + i, b + 2 * i)), None
 
         return jax.lax.scan(step, jnp.float32(0.0), jnp.arange(steps))[0]
@@ -63,7 +59,7 @@ def main(argv=None) -> None:
     b = jnp.full((r, k), 5.0)
     print(f"{r} runs × {k} arms × {t} steps ({r * k * t:,} Beta draws); {jax.devices()}")
     rates = {}
-    for kind in ("mtrlrec", "first round only", "jax.random.beta"):
+    for kind in ("mtrlrec", "mtrlrec, threefry words", "jax.random.beta"):
         f = _program(kind, r, k, t)
         jax.block_until_ready(f(keys, a, b))
         t0 = time.perf_counter()
@@ -77,7 +73,7 @@ def main(argv=None) -> None:
     rates["NumPy Generator.beta"] = r * k * t / (time.perf_counter() - t0)
     base = rates["NumPy Generator.beta"]
     for kind, v in rates.items():
-        print(f"  {kind:22s} {v / 1e6:7.2f} M Beta/s   {v / base:5.2f}× NumPy")
+        print(f"  {kind:24s} {v / 1e6:7.2f} M Beta/s   {v / base:5.2f}× NumPy")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mtrlrec.agents import sampling
+from mtrlrec.core import rng
 from mtrlrec.core.agent import Agent
 from mtrlrec.core.errors import ConfigError, check_float, check_floats
 from mtrlrec.core.spaces import num_actions
@@ -50,7 +51,7 @@ from mtrlrec.core.spaces import num_actions
 def argmax_random_tiebreak(key: jax.Array, values: jax.Array) -> jax.Array:
     """Index of a maximum of ``values`` ``[K]``, chosen uniformly among ties."""
     ties = values >= jnp.max(values)
-    noise = jax.random.uniform(key, values.shape)
+    noise = rng.uniform(key, values.shape)
     return jnp.argmax(jnp.where(ties, noise, -1.0)).astype(jnp.int32)
 
 
@@ -63,7 +64,7 @@ def _uniform_among(mask: jax.Array, u: jax.Array) -> jax.Array:
 
 def _categorical(key: jax.Array, probs: jax.Array) -> jax.Array:
     """One draw from ``probs`` ``[K]`` by inverse CDF (one uniform word)."""
-    u = jax.random.uniform(key) * jnp.sum(probs)
+    u = rng.uniform(key) * jnp.sum(probs)
     cdf = jnp.cumsum(probs)
     return jnp.minimum(jnp.sum(cdf <= u), probs.shape[0] - 1).astype(jnp.int32)
 
@@ -176,7 +177,7 @@ class EpsilonGreedy(_BanditAgent):
         # picks the random arm or the tied greedy arm (only one of them is used,
         # and u[1] is independent of u[0], so both choices stay exactly uniform).
         # Twice the throughput of separate keys for arm, ties and coin.
-        u = jax.random.uniform(key, (2,))
+        u = rng.uniform(key, (2,))
         k = state.values.shape[0]
         random_arm = jnp.minimum(jnp.floor(u[1] * k), k - 1).astype(jnp.int32)
         greedy = _uniform_among(state.values >= jnp.max(state.values), u[1])
@@ -246,7 +247,7 @@ class OptimisticGreedy(_BanditAgent):
 
     def act(self, key, state, obs):
         # As EpsilonGreedy.act: two uniforms from one threefry call.
-        u = jax.random.uniform(key, (2,))
+        u = rng.uniform(key, (2,))
         q = self.estimates(state)
         k = q.shape[0]
         random_arm = jnp.minimum(jnp.floor(u[1] * k), k - 1).astype(jnp.int32)

@@ -7,13 +7,22 @@ sampling needs 2K Gamma draws per pull, so the sampler is its bottleneck.
 This module implements Marsaglia & Tsang's (2000, "A simple method for
 generating gamma variables", ACM TOMS 26(3), §2-§4) method with
 
-* one batch of proposals for all draws at once: the normals come from
-  Box–Muller pairs (two 32-bit words give two normals), the acceptance uniform
-  from one more word, so a proposal costs 2 words;
-* an exact fallback: draws whose proposal was rejected are re-proposed in a
-  ``lax.while_loop`` until all are accepted (under ``vmap`` the loop runs until
-  every element of the batch is accepted), so the output is exactly
-  Gamma-distributed (up to float32 rounding), not an approximation.
+* counter-mode random words: word ``i`` of a call is a hash of ``i`` under the
+  call's key (:func:`counter_words`), so every proposal has fixed words and a
+  call's draws do not depend on how calls are batched;
+* Box–Muller pairs: the two Gamma draws of a pair (the :math:`G_a, G_b` of one
+  Beta draw) take the cosine and the sine normal of the same two words, and one
+  word each for the acceptance test: 2 words per Gamma draw, and no gather or
+  concatenation, so XLA fuses the first round into vectorised loops; the
+  cosine and sine are short polynomials (:func:`_sincos_2pi`);
+* an exact fallback: a rejected draw is re-proposed from fresh words, the
+  first waiting draw of each half per iteration of a ``lax.while_loop``,
+  until all are accepted. Under ``vmap`` the loop runs until every call of
+  the batch is done: a Thompson-sampling step over 1,000 runs pays the first
+  round and 1-3 cheap iterations.
+
+The output is exactly Gamma-distributed up to float32 rounding, not an
+approximation.
 
 Marsaglia–Tsang for shape :math:`\alpha \ge 1`: with :math:`d = \alpha - 1/3`,
 :math:`c = 1/\sqrt{9d}`, propose :math:`x \sim \mathcal N(0,1)`,
@@ -33,10 +42,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax import custom_batching
+
+from mtrlrec.core import rng
 
 _TWO_PI = 6.283185307179586
 _INV_2_32 = 2.0 ** -32
+SOURCES = ("hash", "threefry")
 
 
 def _uniform_open(bits: jax.Array) -> jax.Array:
@@ -45,15 +56,6 @@ def _uniform_open(bits: jax.Array) -> jax.Array:
     # clamp below 1 so log(1 - u) and log(u) stay finite.
     u = (bits.astype(jnp.float32) + 0.5) * jnp.float32(_INV_2_32)
     return jnp.minimum(u, jnp.float32(1.0 - 2.0 ** -24))
-
-
-def _normals(bits: jax.Array) -> jax.Array:
-    """Box–Muller: ``[2, n]`` uint32 words -> ``[2n]`` standard normals."""
-    u1 = _uniform_open(bits[0])
-    u2 = _uniform_open(bits[1])
-    r = jnp.sqrt(-2.0 * jnp.log(u1))
-    theta = jnp.float32(_TWO_PI) * u2
-    return jnp.concatenate([r * jnp.cos(theta), r * jnp.sin(theta)])
 
 
 def _lowbias32(x: jax.Array) -> jax.Array:
@@ -65,46 +67,49 @@ def _lowbias32(x: jax.Array) -> jax.Array:
     return x ^ (x >> 16)
 
 
-def random_bits(key: jax.Array, n: int, source: str = "hash") -> jax.Array:
-    r"""``[n]`` uint32 random words.
+def key_words(key: jax.Array) -> jax.Array:
+    """The two uint32 words that key :func:`counter_words`, from a PRNG key.
 
-    ``source='threefry'`` is ``jax.random.bits``. ``source='hash'`` spends one
-    threefry call for two 32-bit keys and expands them with a counter hash,
-    :math:`w_i = h(h(i \oplus k_0) + k_1)` with :math:`h` = lowbias32, about 3.5x
-    cheaper per word on CPU; the words of one call are distinct (h is a
-    bijection) and calls are keyed independently by threefry.
+    A Threefry key is two words; one made by ``split`` or ``fold_in`` (as every
+    key of the online loops is) is two uniformly random words, so they are used
+    as they are, with no Threefry call (a raw seed key such as ``PRNGKey(0)``
+    works too: the counter hash mixes it). Other key implementations are hashed
+    down by ``jax.random.bits``.
     """
+    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    if data.shape == (2,) and data.dtype == jnp.uint32:
+        return data
+    return jax.random.bits(key, (2,), jnp.uint32)
+
+
+def counter_words(kw: jax.Array, ctr: jax.Array, source: str = "hash") -> jax.Array:
+    r"""uint32 words number ``ctr`` of the streams keyed by ``kw [..., 2]`` (broadcast).
+
+    ``source='hash'``: :math:`h(h(\mathrm{ctr} \oplus k_0) + k_1)` with :math:`h`
+    = lowbias32, a bijection of the counter for a fixed key, so the words of one
+    stream are distinct. ``source='threefry'``: Threefry-2x32 in counter mode,
+    word ``ctr`` of ``jax.random.bits(key, (N,))`` (the generator behind
+    ``jax.random``), kept as a reference; about 3.5x dearer per word on CPU.
+    """
+    ctr = ctr.astype(jnp.uint32)
+    k0, k1 = kw[..., 0], kw[..., 1]
+    if source == "hash":
+        return _lowbias32(_lowbias32(ctr ^ k0) + k1)
+    if source == "threefry":
+        y0, y1 = rng.threefry2x32(k0, k1, jnp.zeros_like(ctr), ctr)
+        return y0 ^ y1
+    raise ValueError(f"unknown bit source {source!r}; expected one of {SOURCES}.")
+
+
+def random_bits(key: jax.Array, n: int, source: str = "hash") -> jax.Array:
+    """``[n]`` uint32 random words (``source='threefry'``: ``jax.random.bits``)."""
     if source == "threefry":
         return jax.random.bits(key, (n,), jnp.uint32)
     if source != "hash":
-        raise ValueError(f"unknown bit source {source!r}; expected 'hash' or 'threefry'.")
+        raise ValueError(f"unknown bit source {source!r}; expected one of {SOURCES}.")
     k = jax.random.bits(key, (2,), jnp.uint32)
-    i = jnp.arange(n, dtype=jnp.uint32)
-    return _lowbias32(_lowbias32(i ^ k[0]) + k[1])
+    return counter_words(k, jnp.arange(n, dtype=jnp.uint32))
 
-
-def _propose(key: jax.Array, d: jax.Array, c: jax.Array, source: str):
-    """One Marsaglia–Tsang proposal for each of the ``n`` flat shapes; 2 words per draw."""
-    n = d.shape[0]
-    half = (n + 1) // 2
-    bits = random_bits(key, 2 * half + n, source)
-    x = _normals(bits[: 2 * half].reshape(2, half))[:n]
-    u = _uniform_open(bits[2 * half:])
-    return _mt_accept(x, u, d, c)
-
-
-def _words(kw, ctr):
-    """uint32 words :math:`h(h(ctr \\oplus k_0) + k_1)` for counters ``ctr`` under keys ``kw [..., 2]``."""
-    return _lowbias32(_lowbias32(ctr ^ kw[..., 0]) + kw[..., 1])
-
-def _proposal(kw, elem, rnd, n, d, c):
-    """MT proposal of element ``elem`` in round ``rnd``; deterministic in (kw, elem, rnd)."""
-    base = ((rnd.astype(jnp.uint32) * jnp.uint32(n) + elem.astype(jnp.uint32)) * jnp.uint32(3))
-    u1 = _uniform_open(_words(kw, base))
-    u2 = _uniform_open(_words(kw, base + jnp.uint32(1)))
-    u = _uniform_open(_words(kw, base + jnp.uint32(2)))
-    x = jnp.sqrt(-2.0 * jnp.log(u1)) * jnp.cos(jnp.float32(_TWO_PI) * u2)
-    return _mt_accept(x, u, d, c)
 
 def _mt_accept(x, u, d, c):
     """Marsaglia–Tsang: the candidate :math:`d v^3`, :math:`v = 1 + c x`, and whether ``u`` accepts it."""
@@ -114,57 +119,76 @@ def _mt_accept(x, u, d, c):
     acc = ok & (jnp.log(u) < 0.5 * x * x + d - d * v3 + 3.0 * d * jnp.log(jnp.where(ok, v, 1.0)))
     return d * v3, acc
 
-def _round0(kw, d, c, n):
-    """First proposals of all elements: Box-Muller pairs (j, j + n/2) share words."""
-    half = (n + 1) // 2
-    j = jnp.arange(half, dtype=jnp.uint32) * jnp.uint32(3)
-    k = kw[:, None, :]
-    u1 = _uniform_open(_words(k, j))
-    u2 = _uniform_open(_words(k, j + jnp.uint32(1)))
-    r = jnp.sqrt(-2.0 * jnp.log(u1)); th = jnp.float32(_TWO_PI) * u2
-    x = jnp.concatenate([r * jnp.cos(th), r * jnp.sin(th)], axis=1)[:, :n]
-    u = _uniform_open(_words(k, jnp.arange(n, dtype=jnp.uint32) * jnp.uint32(3) + jnp.uint32(2)))
-    return _mt_accept(x, u, d, c)
 
-def _gamma_flat(kw, d, c, n):
-    """kw [B, 2], d, c [B, n] -> [B, n]; global compaction of rejected draws."""
-    B = d.shape[0]
-    g, done = _round0(kw, d, c, n)
-    N = B * n
-    M = max(8, N // 16)
-    g, done = g.reshape(-1), done.reshape(-1)
-    df, cf = d.reshape(-1), c.reshape(-1)
-    def outer(carry):
-        g, done = carry
-        idx = jnp.nonzero(~done, size=M, fill_value=N)[0]
-        valid = idx < N
-        safe = jnp.minimum(idx, N - 1)
-        kwb, el, dd, cc = kw[safe // n], safe % n, df[safe], cf[safe]
-        def inner(q):
-            gb, okb, r = q
-            gn, acc = _proposal(kwb, el, r, n, dd, cc)
-            take = (~okb) & acc
-            return jnp.where(take, gn, gb), okb | acc, r + 1
-        gb, _, _ = jax.lax.while_loop(lambda q: ~jnp.all(q[1]), inner,
-                                      (jnp.zeros(M, jnp.float32), ~valid, jnp.ones(M, jnp.int32)))
-        slot = jnp.where(valid, idx, N)
-        return g.at[slot].set(gb, mode="drop"), done.at[slot].set(True, mode="drop")
-    g, done = jax.lax.while_loop(lambda q: ~jnp.all(q[1]), outer, (g, done))
-    return g.reshape(B, n)
+def _sincos_2pi(u: jax.Array) -> tuple[jax.Array, jax.Array]:
+    r""":math:`(\cos 2\pi u, \sin 2\pi u)` for ``u`` in [0, 1], to about 1 float32 ulp.
 
-@custom_batching.custom_vmap
-def _gamma_core(kw, d, c):
-    """``kw [2]``, ``d, c [n]`` -> ``[n]`` Marsaglia–Tsang draws (batched by ``_rule``)."""
-    return _gamma_flat(kw[None], d[None], c[None], d.shape[0])[0]
+    Quarter-turn reduction and the Cephes ``sinf``/``cosf`` minimax polynomials
+    on :math:`[-\pi/4, \pi/4]`: a few multiply-adds, where XLA's CPU ``cos``
+    and ``sin`` (general range reduction) cost about 5x more.
+    """
+    x = 4.0 * u
+    k = jnp.round(x)
+    phi = (x - k) * jnp.float32(_TWO_PI / 4.0)
+    z = phi * phi
+    s = phi + phi * z * (-1.6666654611e-1 + z * (8.3321608736e-3 + z * -1.9515295891e-4))
+    c = 1.0 - 0.5 * z + z * z * (4.166664568298827e-2 + z * (-1.388731625493765e-3
+                                                          + z * 2.443315711809948e-5))
+    q = k.astype(jnp.int32) & 3  # quarter turns: rotate (c, s) by q * 90 degrees
+    cos = jnp.where(q == 0, c, jnp.where(q == 1, -s, jnp.where(q == 2, -c, s)))
+    sin = jnp.where(q == 0, s, jnp.where(q == 1, c, jnp.where(q == 2, -s, -c)))
+    return cos, sin
 
-@_gamma_core.def_vmap
-def _rule(axis_size, in_batched, kw, d, c):
-    # Under vmap (seeds), compact the rejected draws of the WHOLE batch.
-    kb, db, cb = in_batched
-    kw = kw if kb else jnp.broadcast_to(kw, (axis_size,) + kw.shape)
-    d = d if db else jnp.broadcast_to(d, (axis_size,) + d.shape)
-    c = c if cb else jnp.broadcast_to(c, (axis_size,) + c.shape)
-    return _gamma_flat(kw, d, c, d.shape[-1]), True
+
+def _box_muller(w1, w2):
+    """Two words -> the cosine and the sine standard normal of one Box–Muller pair."""
+    r = jnp.sqrt(-2.0 * jnp.log(_uniform_open(w1)))
+    cos, sin = _sincos_2pi(_uniform_open(w2))
+    return r * cos, r * sin
+
+
+def _gamma_pairs(kw, a1, a2, source):
+    """Exact Gamma draws for two ``[n]`` vectors of shapes ``>= 1``, one call.
+
+    Draw ``j`` of ``a1`` and draw ``j`` of ``a2`` are a Box–Muller pair: the
+    first round reads words ``4j .. 4j + 3`` of the call's stream (the pair, then
+    one acceptance word each). A rejected draw is marked -1; retry ``i``
+    re-proposes the first waiting draw of each half, again as a pair, from
+    words ``6n + 4i ..`` (``[4n, 6n)`` is left to the ``alpha < 1`` boost),
+    until none waits. The words depend only on the call's key, so under
+    ``vmap`` each call gets the draws it would get alone; the batched loop runs
+    until the unluckiest call is done (usually 1-3 retries).
+
+    Written for XLA's CPU backend: the halves stay separate arrays (a
+    concatenation inside a fusion stops it vectorising) and rejection is
+    marked in the value rather than in a second output (XLA would recompute
+    the normals in a second fusion).
+    """
+    n = a1.shape[0]
+    words = lambda ctr, k: counter_words(kw, ctr + jnp.uint32(k), source)  # noqa: E731
+    d1, d2 = a1 - 1.0 / 3.0, a2 - 1.0 / 3.0
+    c1, c2 = jax.lax.rsqrt(9.0 * d1), jax.lax.rsqrt(9.0 * d2)
+
+    def propose(ctr, d1, c1, d2, c2):
+        x1, x2 = _box_muller(words(ctr, 0), words(ctr, 1))
+        g1, ok1 = _mt_accept(x1, _uniform_open(words(ctr, 2)), d1, c1)
+        g2, ok2 = _mt_accept(x2, _uniform_open(words(ctr, 3)), d2, c2)
+        return jnp.where(ok1, g1, -1.0), jnp.where(ok2, g2, -1.0)
+
+    g1, g2 = propose(jnp.arange(n, dtype=jnp.uint32) * jnp.uint32(4), d1, c1, d2, c2)
+    slots = jnp.arange(n)
+
+    def retry(carry):
+        g1, g2, i = carry
+        e1, e2 = jnp.argmin(g1), jnp.argmin(g2)  # a waiting draw if any (-1 < accepted)
+        p1, p2 = propose(jnp.uint32(6 * n) + jnp.uint32(4) * i, d1[e1], c1[e1], d2[e2], c2[e2])
+        g1 = jnp.where((slots == e1) & (g1 < 0.0), p1, g1)
+        g2 = jnp.where((slots == e2) & (g2 < 0.0), p2, g2)
+        return g1, g2, i + jnp.uint32(1)
+
+    waiting = lambda q: jnp.any(q[0] < 0.0) | jnp.any(q[1] < 0.0)  # noqa: E731
+    g1, g2, _ = jax.lax.while_loop(waiting, retry, (g1, g2, jnp.uint32(0)))
+    return g1, g2
 
 
 def standard_gamma(
@@ -172,24 +196,14 @@ def standard_gamma(
 ) -> jax.Array:
     r"""Exact draws :math:`G \sim \mathrm{Gamma}(\alpha, 1)`, one per entry of ``alpha``.
 
-    ``source='hash'`` (default): every draw ``j`` has its own deterministic
-    sequence of proposals, whose words are a counter hash of the call's key,
-    ``j`` and the round, so results do not depend on how draws are batched.
-    All draws get a first proposal (Box–Muller pairs); the rejected ones (a few
-    per cent) are gathered into a buffer of ``max(8, N/16)`` slots and
-    re-proposed until accepted. Under ``vmap`` a custom batching rule
-    (``jax.custom_batching.custom_vmap``) gathers the rejected draws of the
-    WHOLE batch of N = batch × n draws, so the fallback costs O(rejected), not a
-    full round per batch element.
-
-    ``source='threefry'``: words from ``jax.random.bits``; rejected draws are
-    re-proposed in two compacted rounds per call and then a ``while_loop``.
+    Draws are made in Box–Muller pairs (entry ``j`` with entry ``j + n/2`` of
+    the flattened ``alpha``), see the module docstring.
 
     Args:
       key: PRNG key.
       alpha: shape parameters > 0, any shape ``[...]`` (float32).
-      source: random words, 'hash' (fast, default) or 'threefry'
-        (``jax.random.bits``); see :func:`random_bits`.
+      source: random words, 'hash' (fast, default) or 'threefry'; see
+        :func:`counter_words`.
       shape_ge_one: promise (checked by the caller on the host) that every
         ``alpha >= 1``, which skips the ``alpha < 1`` boost and its words.
 
@@ -197,50 +211,31 @@ def standard_gamma(
       ``[...]`` float32 Gamma(alpha, 1) draws.
     """
     alpha = jnp.asarray(alpha, jnp.float32)
-    shape = alpha.shape
     a = alpha.reshape(-1)
     n = a.shape[0]
-    m1, m2 = max(2, n // 8), max(2, n // 64)
-    small = a < 1.0
-    a1 = jnp.where(small, a + 1.0, a)
-    d = a1 - 1.0 / 3.0
-    c = 1.0 / jnp.sqrt(9.0 * d)
-    if source == "hash":
-        words = jax.random.bits(key, (4,), jnp.uint32)
-        g = _gamma_core(words[:2], d, c)
-        if not shape_ge_one:
-            u = _uniform_open(_words(words[2:], jnp.arange(n, dtype=jnp.uint32)))
-            g = g * jnp.where(small, jnp.exp(jnp.log(u) / jnp.where(small, a, 1.0)), 1.0)
-        return g.reshape(shape)
-    key, k0, k_small = jax.random.split(key, 3)
-    if not shape_ge_one:
-        # alpha < 1: G_alpha = G_{alpha+1} * U^{1/alpha} (Marsaglia & Tsang §6),
-        # computed in log space before the loop (XLA fuses it better there).
-        u = _uniform_open(random_bits(k_small, n, source))
-        boost = jnp.where(small, jnp.exp(jnp.log(u) / jnp.where(small, a, 1.0)), 1.0)
-    g, done = _propose(k0, d, c, source)
+    half = (n + 1) // 2
+    a = jnp.pad(a, (0, 2 * half - n), constant_values=1.0)
+    g = _gamma(key, a[:half], a[half:], source, shape_ge_one)
+    return jnp.concatenate(g)[:n].reshape(alpha.shape)
 
-    def compacted(m):
-        def body(carry):
-            g, done, key = carry
-            key, k = jax.random.split(key)
-            idx = jnp.nonzero(~done, size=m, fill_value=n)[0]  # [m], n = no slot
-            valid = idx < n
-            g_new, acc = _propose(k, jnp.take(d, idx, mode="clip"),
-                                  jnp.take(c, idx, mode="clip"), source)
-            slot = jnp.where(valid & acc, idx, n)
-            g = g.at[slot].set(g_new, mode="drop")
-            done = done.at[slot].set(True, mode="drop")
-            return g, done, key
 
-        return body
-
-    carry = compacted(m1)((g, done, key))
-    carry = compacted(m2)(carry)
-    g, _, _ = jax.lax.while_loop(lambda c: ~jnp.all(c[1]), compacted(m2), carry)
-    if not shape_ge_one:
-        g = g * boost
-    return g.reshape(shape)
+def _gamma(key, a1, a2, source, shape_ge_one):
+    """Gamma draws for the pairs ``(a1[j], a2[j])``, boosting shapes below 1."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown bit source {source!r}; expected one of {SOURCES}.")
+    kw = key_words(key)
+    if shape_ge_one:
+        return _gamma_pairs(kw, a1, a2, source)
+    n = a1.shape[0]
+    out = []
+    g12 = _gamma_pairs(kw, jnp.where(a1 < 1.0, a1 + 1.0, a1), jnp.where(a2 < 1.0, a2 + 1.0, a2),
+                       source)
+    for h, (a, g) in enumerate(zip((a1, a2), g12)):
+        ctr = jnp.uint32((4 + h) * n) + jnp.arange(n, dtype=jnp.uint32)
+        u = _uniform_open(counter_words(kw, ctr, source))
+        small = a < 1.0
+        out.append(g * jnp.where(small, jnp.exp(jnp.log(u) / jnp.where(small, a, 1.0)), 1.0))
+    return tuple(out)
 
 
 def beta(
@@ -248,18 +243,18 @@ def beta(
 ) -> jax.Array:
     r"""Exact draws :math:`\mathrm{Beta}(a, b) = G_a / (G_a + G_b)`.
 
+    :math:`G_a` and :math:`G_b` of each entry are one Box–Muller pair.
+
     Args:
       key: PRNG key.
       a, b: parameters > 0 of the same shape ``[...]``.
-      source: random words, 'hash' or 'threefry' (see :func:`random_bits`).
+      source: random words, 'hash' or 'threefry' (see :func:`counter_words`).
       shape_ge_one: promise that all ``a, b >= 1`` (see :func:`standard_gamma`).
 
     Returns:
-      ``[...]`` float32 draws in [0, 1]. Both Gamma draws share one batch of
-      proposals (``2 * size`` draws at once).
+      ``[...]`` float32 draws in [0, 1].
     """
     a = jnp.asarray(a, jnp.float32)
     b = jnp.broadcast_to(jnp.asarray(b, jnp.float32), a.shape)
-    g = standard_gamma(key, jnp.stack([a, b]), source, shape_ge_one)
-    ga, gb = g[0], g[1]
-    return ga / (ga + gb)
+    ga, gb = _gamma(key, a.reshape(-1), b.reshape(-1), source, shape_ge_one)
+    return (ga / (ga + gb)).reshape(a.shape)

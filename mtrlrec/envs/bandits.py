@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mtrlrec.core import rng
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError, check_float, check_floats, check_int
 from mtrlrec.core.spaces import Box, Discrete
@@ -154,8 +155,9 @@ class BernoulliBandit(_StationaryBandit):
         _check_means("BernoulliBandit.means", params.means, self.num_arms, 0.0, 1.0)
 
     def sample_reward(self, key, mean):
-        # u < mu with u ~ U[0, 1): one 32-bit word per pull.
-        return (jax.random.uniform(key) < mean).astype(jnp.float32)
+        # u < mu with u ~ U[0, 1): one 32-bit word per pull (rng.uniform is
+        # jax.random.uniform, bit for bit, with Threefry fused into the step).
+        return (rng.uniform(key) < mean).astype(jnp.float32)
 
 
 @gin.configurable
@@ -230,7 +232,7 @@ class _MovingBandit(Environment):
 
     def _reward(self, key, mean):
         if self.reward_type == "bernoulli":
-            return (jax.random.uniform(key) < mean).astype(jnp.float32)
+            return (rng.uniform(key) < mean).astype(jnp.float32)
         return mean + self.noise_std * jax.random.normal(key, (), jnp.float32)
 
     def _move(self, key, means):

@@ -63,6 +63,24 @@ def test_gamma_mean_and_variance():
     assert np.all(np.abs(g.var(0) - a) <= 5 * np.sqrt((3 * a ** 2 + 6 * a - a ** 2) / N))
 
 
+def test_threefry_words_are_jax_random_bits():
+    """The 'threefry' source is word ``ctr`` of ``jax.random.bits`` (counter mode)."""
+    key = jax.random.PRNGKey(9)
+    ctr = jnp.asarray([0, 1, 5, 63], jnp.uint32)
+    words = sampling.counter_words(sampling.key_words(key), ctr, "threefry")
+    np.testing.assert_array_equal(np.asarray(words),
+                                  np.asarray(jax.random.bits(key, (64,), jnp.uint32))[np.asarray(ctr)])
+
+
+def test_sincos_polynomial_accuracy():
+    u = np.concatenate([np.linspace(0, 1, 200_001),
+                        np.random.default_rng(0).random(100_000)]).astype(np.float32)
+    cos, sin = jax.jit(sampling._sincos_2pi)(u)
+    theta = 2 * np.pi * u.astype(np.float64)
+    assert np.abs(np.asarray(cos) - np.cos(theta)).max() < 2e-7
+    assert np.abs(np.asarray(sin) - np.sin(theta)).max() < 2e-7
+
+
 def test_bit_sources_and_errors():
     bits = np.asarray(sampling.random_bits(jax.random.PRNGKey(0), 10_000, "hash"))
     assert bits.dtype == np.uint32 and len(np.unique(bits)) == bits.size
@@ -74,7 +92,7 @@ def test_bit_sources_and_errors():
 
 
 def test_hash_sampler_does_not_depend_on_batching():
-    """Each draw's proposals depend on its key and index only (custom vmap rule)."""
+    """A call's draws depend on its key and parameters only, not on the vmapped batch."""
     a = jnp.asarray([1.0, 1.0, 3.0, 0.5], jnp.float32)
     b = jnp.asarray([1.0, 9.0, 2.0, 0.5], jnp.float32)
     keys = jax.random.split(jax.random.PRNGKey(5), 64)
