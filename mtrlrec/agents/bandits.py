@@ -45,12 +45,13 @@ from mtrlrec.agents import sampling
 from mtrlrec.core import rng
 from mtrlrec.core.agent import Agent
 from mtrlrec.core.errors import ConfigError, check_float, check_floats
+from mtrlrec.core.reductions import max_last
 from mtrlrec.core.spaces import num_actions
 
 
 def argmax_random_tiebreak(key: jax.Array, values: jax.Array) -> jax.Array:
     """Index of a maximum of ``values`` ``[K]``, chosen uniformly among ties."""
-    ties = values >= jnp.max(values)
+    ties = values >= max_last(values)
     noise = rng.uniform(key, values.shape)
     return jnp.argmax(jnp.where(ties, noise, -1.0)).astype(jnp.int32)
 
@@ -180,7 +181,7 @@ class EpsilonGreedy(_BanditAgent):
         u = rng.uniform(key, (2,))
         k = state.values.shape[0]
         random_arm = jnp.minimum(jnp.floor(u[1] * k), k - 1).astype(jnp.int32)
-        greedy = _uniform_among(state.values >= jnp.max(state.values), u[1])
+        greedy = _uniform_among(state.values >= max_last(state.values), u[1])
         explore = u[0] < self.current_epsilon(state)
         return jnp.where(explore, random_arm, greedy), {}
 
@@ -251,7 +252,7 @@ class OptimisticGreedy(_BanditAgent):
         q = self.estimates(state)
         k = q.shape[0]
         random_arm = jnp.minimum(jnp.floor(u[1] * k), k - 1).astype(jnp.int32)
-        greedy = _uniform_among(q >= jnp.max(q), u[1])
+        greedy = _uniform_among(q >= max_last(q), u[1])
         explore = u[0] < state.hparams.epsilon
         return jnp.where(explore, random_arm, greedy), {}
 
@@ -346,32 +347,35 @@ def kl_ucb_index(mean: jax.Array, count: jax.Array, level: jax.Array,
     p = jnp.clip(jnp.asarray(mean, jnp.float32), 0.0, 1.0)
     n = jnp.maximum(jnp.asarray(count, jnp.float32), 1e-12)
     target = jnp.broadcast_to(jnp.asarray(level, jnp.float32) / n, p.shape)
+    # Written for XLA's CPU backend: no select on the result of a log or an exp
+    # (the selects act on their inputs), and the Newton steps unrolled. The
+    # values are the same; kl_ucb_index on [1000, 10] arms went from 2.75 ms to
+    # 0.95 ms, KL-UCB's bandit step from 2.8 ms to 2.0 ms.
     p_lt1 = jnp.minimum(p, 1.0 - 1e-7)
+    p_or_1 = jnp.where(p > 0, p, 1.0)
     s_p = -jnp.log1p(-p_lt1)
-    plogp = jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0)
+    plogp = p * jnp.log(p_or_1)  # 0 ln 0 = 0
     log1mp = jnp.log1p(-p_lt1)
     q_pinsker = p + jnp.sqrt(target / 2.0)
-    s_pinsker = jnp.where(q_pinsker < 1.0, -jnp.log1p(-jnp.minimum(q_pinsker, 1.0 - 1e-7)),
-                          jnp.inf)
+    # -log1p(-1) = inf: no finite Pinsker bound once p + sqrt(L/2N) >= 1.
+    s_pinsker = -jnp.log1p(-jnp.where(q_pinsker < 1.0, jnp.minimum(q_pinsker, 1.0 - 1e-7), 1.0))
     s_tail = (target - plogp) / (1.0 - p_lt1) - log1mp
     s = jnp.maximum(jnp.minimum(s_pinsker, s_tail), s_p)
 
-    def f_and_df(s):
-        # kl via log1p of the relative gaps: no cancellation when q is near p.
+    def body(_, s):
         q = -jnp.expm1(-s)
         delta = q - p
-        t1 = jnp.where(p > 0, -p * jnp.log1p(delta / jnp.where(p > 0, p, 1.0)), 0.0)
-        t2 = -(1.0 - p) * jnp.log1p(-delta / (1.0 - p_lt1))
-        return t1 + t2 - target, 1.0 - p / jnp.maximum(q, 1e-30)
+        # kl via log1p of the relative gaps: no cancellation when q is near p;
+        # for p = 0 the first term is -0 * log1p(q) = 0.
+        f = -p * jnp.log1p(delta / p_or_1) - (1.0 - p) * jnp.log1p(-delta / (1.0 - p_lt1)) - target
+        df = 1.0 - p / jnp.maximum(q, 1e-30)
+        # df = 0 only where q = p, and there f = -L/N <= 0: the step is 0.
+        step = jnp.maximum(f / jnp.maximum(df, 1e-30), 0.0)
+        return jnp.maximum(s - step, s_p)
 
-    def body(_, s):
-        f, df = f_and_df(s)
-        step = jnp.where(df > 0, f / jnp.where(df > 0, df, 1.0), 0.0)
-        return jnp.maximum(s - jnp.maximum(step, 0.0), s_p)
-
-    s = jax.lax.fori_loop(0, num_iters, body, s)
+    s = jax.lax.fori_loop(0, num_iters, body, s, unroll=True)
     q = -jnp.expm1(-s)
-    return jnp.where(p >= 1.0, 1.0, jnp.clip(q, p, 1.0))
+    return jnp.clip(q, p, 1.0)  # 1 when p = 1
 
 
 @flax.struct.dataclass
@@ -403,11 +407,12 @@ class KLUCB(_BanditAgent):
         return _arm_stats_init(self.hparams(), num_actions(action_spec))
 
     def indices(self, state: ArmStatsState) -> jax.Array:
+        """The index of every arm at ``state.t`` (``inf`` for unpulled arms)."""
         t = jnp.maximum(state.t, 1).astype(jnp.float32)
         log_t = jnp.log(t)
         level = log_t + state.hparams.c * jnp.log(jnp.maximum(log_t, 1.0))
         idx = kl_ucb_index(state.values, jnp.maximum(state.counts, 1.0), level, self.num_iters)
-        return jnp.where(state.counts > 0, idx, jnp.inf)
+        return idx + jnp.where(state.counts > 0, 0.0, jnp.inf)  # no select on idx: see kl_ucb_index
 
     def act(self, key, state, obs):
         return jnp.argmax(self.indices(state)).astype(jnp.int32), {}

@@ -43,6 +43,7 @@ import numpy as np
 from mtrlrec.core import rng
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError, check_float, check_floats, check_int
+from mtrlrec.core.reductions import max_last
 from mtrlrec.core.spaces import Box, Discrete
 
 
@@ -58,7 +59,7 @@ class BanditState:
 
 def _regret_info(means: jax.Array, action: jax.Array) -> dict[str, jax.Array]:
     mu = means[action]
-    best = jnp.max(means)
+    best = max_last(means)
     return {"regret": best - mu, "optimal_action": (mu >= best).astype(jnp.float32)}
 
 
