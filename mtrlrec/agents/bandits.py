@@ -32,6 +32,7 @@ sample-mean greedy policies break ties uniformly at random.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Sequence
 
@@ -45,6 +46,7 @@ from mtrlrec.agents import sampling
 from mtrlrec.core import rng
 from mtrlrec.core.agent import Agent
 from mtrlrec.core.errors import ConfigError, check_float, check_floats
+from mtrlrec.core.layout import flat_vmap
 from mtrlrec.core.reductions import max_last
 from mtrlrec.core.spaces import num_actions
 
@@ -344,9 +346,22 @@ def kl_ucb_index(mean: jax.Array, count: jax.Array, level: jax.Array,
     Returns:
       ``[...]`` indices in [mean, 1].
     """
-    p = jnp.clip(jnp.asarray(mean, jnp.float32), 0.0, 1.0)
-    n = jnp.maximum(jnp.asarray(count, jnp.float32), 1e-12)
-    target = jnp.broadcast_to(jnp.asarray(level, jnp.float32) / n, p.shape)
+    mean = jnp.asarray(mean, jnp.float32)
+    count = jnp.broadcast_to(jnp.asarray(count, jnp.float32), mean.shape)
+    level = jnp.broadcast_to(jnp.asarray(level, jnp.float32), mean.shape)
+    return _kl_ucb_index_flat(num_iters)(mean, count, level)
+
+
+@functools.lru_cache(maxsize=None)
+def _kl_ucb_index_flat(num_iters: int):
+    """The elementwise index computation, batched by flattening (see :mod:`mtrlrec.core.layout`)."""
+    return flat_vmap(functools.partial(_kl_ucb_index, num_iters=num_iters))
+
+
+def _kl_ucb_index(mean, count, level, num_iters):
+    p = jnp.clip(mean, 0.0, 1.0)
+    n = jnp.maximum(count, 1e-12)
+    target = level / n
     p_lt1 = jnp.minimum(p, 1.0 - 1e-7)
     s_p = -jnp.log1p(-p_lt1)
     plogp = jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0)
