@@ -43,6 +43,7 @@ from mtrlrec.agents.bandit_runners import seed_program
 from mtrlrec.log import provenance
 from mtrlrec.envs.bandits import BernoulliBandit
 from mtrlrec.train import loop
+from timing import best_seconds  # benchmarks/perf/timing.py (this folder is on sys.path)
 
 K = 10
 MEANS = np.linspace(0.1, 0.9, K)
@@ -156,18 +157,8 @@ def ours_scan(name: str, runs: int, steps: int, repeats: int) -> float:
     params = jax.tree.map(lambda x: jnp.broadcast_to(x, (runs,) + x.shape), env.default_params())
     hp = {}
     jax.block_until_ready(fn(keys, params, hp))  # compile
-    return runs * steps / _best_seconds(lambda: jax.block_until_ready(fn(keys, params, hp)),
+    return runs * steps / best_seconds(lambda: jax.block_until_ready(fn(keys, params, hp)),
                                         repeats)
-
-
-def _best_seconds(fn, repeats: int) -> float:
-    """The shortest of ``repeats`` timings of ``fn()`` (a shared CPU only ever slows a run down)."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main(argv=None) -> None:
