@@ -476,9 +476,9 @@ class ThompsonSampling(_BanditAgent):
 
     def __init__(self, prior_alpha: Any = 1.0, prior_beta: Any = 1.0,
                  bit_source: str = "hash", prior: Any = None):
-        if bit_source not in ("hash", "threefry"):
+        if bit_source not in sampling.SOURCES:
             raise ConfigError(
-                f"ThompsonSampling.bit_source must be 'hash' or 'threefry', got {bit_source!r}."
+                f"ThompsonSampling.bit_source must be one of {sampling.SOURCES}, got {bit_source!r}."
             )
         self.bit_source = bit_source
         if prior is not None and not hasattr(prior, "pseudo_counts"):

@@ -76,10 +76,8 @@ def key_words(key: jax.Array) -> jax.Array:
     works too: the counter hash mixes it). Other key implementations are hashed
     down by ``jax.random.bits``.
     """
-    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
-    if data.shape == (2,) and data.dtype == jnp.uint32:
-        return data
-    return jax.random.bits(key, (2,), jnp.uint32)
+    words = rng.threefry_words(key)
+    return words if words is not None else jax.random.bits(key, (2,), jnp.uint32)
 
 
 def counter_words(kw: jax.Array, ctr: jax.Array, source: str = "hash") -> jax.Array:

@@ -53,7 +53,7 @@ def fold_in(key: jax.Array, data) -> jax.Array:
 
     Other key implementations go to ``jax.random.fold_in`` unchanged.
     """
-    raw = _threefry_raw(key)
+    raw = threefry_words(key)
     if raw is None:
         return jax.random.fold_in(key, data)
     data = (jnp.asarray(data, jnp.uint32) if isinstance(data, (int, np.integer))
@@ -66,8 +66,8 @@ def fold_in(key: jax.Array, data) -> jax.Array:
     return out
 
 
-def _threefry_raw(key: jax.Array):
-    """The two key words of a default (Threefry) key, else None."""
+def threefry_words(key: jax.Array) -> jax.Array | None:
+    """The two uint32 words of a default (Threefry) key, raw or typed; None for other keys."""
     typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
     if typed and jax.random.key_impl(key) != jax.random.key_impl(jax.random.key(0)):
         return None
@@ -83,7 +83,7 @@ def uniform(key: jax.Array, shape: tuple[int, ...] = ()) -> jax.Array:
     mantissa of a float in [1, 2), minus 1. Other keys or settings go to
     ``jax.random.uniform``.
     """
-    raw = _threefry_raw(key)
+    raw = threefry_words(key)
     size = int(np.prod(shape))
     if raw is None or not jax.config.jax_threefry_partitionable or size >= 2 ** 32:
         return jax.random.uniform(key, shape)
