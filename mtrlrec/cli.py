@@ -23,6 +23,13 @@ from mtrlrec.core.errors import ConfigError
 DATASETS = ("obd", "movielens")
 
 
+def _add_cpu_devices(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cpu-devices", type=int, default=None, metavar="N",
+        help="JAX CPU devices the seeds are spread over (default: one per core; 1 runs "
+             "everything on one core; results are the same either way)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mtrlrec", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -36,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the run in DIR from its latest checkpoint")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_cpu_devices(r)
 
     b = sub.add_parser("bench", help="reproduce a table from benchmarks/tables/")
     b.add_argument("table", help="table name (file stem in benchmarks/tables/) or path")
@@ -48,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--resume", default=None, metavar="DIR",
                    help="continue an interrupted table in DIR: reuse its finished rows")
     b.add_argument("--no-progress", action="store_true")
+    _add_cpu_devices(b)
 
     sub.add_parser("list", help="list experiments and tables")
 
@@ -65,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     config.enable_compilation_cache()
     try:
+        if args.command in ("run", "bench"):
+            config.use_cpu_cores(args.cpu_devices)
         if args.command == "run":
             from mtrlrec.experiment import run_experiment
 

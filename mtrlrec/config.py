@@ -202,6 +202,56 @@ def cache_root() -> pathlib.Path:
     return pathlib.Path(root) if root else pathlib.Path.home() / ".cache" / "mtrlrec"
 
 
+def cpu_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def use_cpu_cores(devices: int | None = None) -> int:
+    """Makes JAX's CPU backend one device per core, so a run's seeds spread over the cores.
+
+    XLA runs the online loop's many small per-step kernels on one thread; with
+    one CPU device per core, :func:`mtrlrec.train.loop.run` shards the seed
+    axis over them (:mod:`mtrlrec.train.sharding`) and every core advances its
+    share of the seeds. Each seed computes exactly what it computes on one
+    device (``tests/train/test_sharding.py``). Programs that are not sharded
+    run on the first device as before; GPUs and TPUs are unaffected.
+
+    Must run before JAX executes anything (it configures the backend). Does
+    nothing when the user already chose a CPU device count
+    (``JAX_NUM_CPU_DEVICES`` or ``--xla_force_host_platform_device_count`` in
+    ``XLA_FLAGS``).
+
+    Args:
+      devices: CPU devices to create; default :func:`cpu_cores`.
+
+    Returns:
+      The number of CPU devices requested (0 if the user's setting was kept).
+
+    Raises:
+      ConfigError: ``devices`` < 1, or JAX's backend is already running.
+    """
+    import jax
+
+    if os.environ.get("JAX_NUM_CPU_DEVICES") or \
+            "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return 0
+    n = cpu_cores() if devices is None else devices
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ConfigError(f"--cpu-devices must be an integer >= 1, got {devices!r}.")
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:
+        raise ConfigError(
+            "use_cpu_cores() must be called before JAX runs anything: its CPU backend is "
+            "already initialised."
+        ) from None
+    return n
+
+
 def enable_compilation_cache(path: str | os.PathLike | None = None) -> None:
     """Turns on JAX's persistent compilation cache (XLA programs reused across processes)."""
     import jax

@@ -52,26 +52,26 @@ MEANS = np.linspace(0.1, 0.9, K)
 # -- NumPy, vectorised over runs ---------------------------------------------------------
 
 
-def _np_klucb_index(p, n, level, iters=6):
-    """Same algorithm as ``kl_ucb_index``: Newton in s = -ln(1 - q)."""
+def _np_klucb_index(p, n, level, iters=3):
+    """Same algorithm as ``kl_ucb_index``: Newton in s = -ln(1 - q) from a Bernstein-type bound."""
     target = level / n
     p1 = np.minimum(p, 1 - 1e-7)
     with np.errstate(all="ignore"):
         s_p = -np.log1p(-p1)
         plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0)
-        log1mp = np.log1p(-p1)
-        qp = p + np.sqrt(target / 2)
-        s_pin = np.where(qp < 1, -np.log1p(-np.minimum(qp, 1 - 1e-7)), np.inf)
-        s = np.maximum(np.minimum(s_pin, (target - plogp) / (1 - p1) - log1mp), s_p)
+        inv_p = np.where(p > 0, 1 / np.where(p > 0, p, 1), 0)
+        x = np.where(p >= 0.5, p, np.minimum(p + np.sqrt(0.5 * target), 0.5))
+        q0 = p + np.sqrt(2 * target * x * (1 - x))
+        s_start = np.where(q0 < 1, -np.log1p(-np.minimum(q0, 1 - 1e-7)), np.inf)
+        s = np.maximum(np.minimum(s_start, (target - plogp) / (1 - p1) + s_p), s_p)
         for _ in range(iters):
-            q = -np.expm1(-s)
+            e = np.exp(-s)
+            q = 1 - e
             d = q - p
-            f = (np.where(p > 0, -p * np.log1p(d / np.where(p > 0, p, 1)), 0)
-                 - (1 - p) * np.log1p(-d / (1 - p1)) - target)
-            df = 1 - p / np.maximum(q, 1e-30)
-            step = np.where(df > 0, f / np.where(df > 0, df, 1), 0)
-            s = np.maximum(s - np.maximum(step, 0), s_p)
-    return np.where(p >= 1, 1.0, np.clip(-np.expm1(-s), p, 1))
+            f = -p * np.log1p(d * inv_p) + (1 - p) * (s - s_p) - target
+            step = np.maximum(np.where(d > 0, f * q / np.where(d > 0, d, 1), 0), 0)
+            s = np.maximum(s - step, s_p)
+    return np.where(p >= 1, 1.0, np.clip(1 - e * (1 + step), p, 1))
 
 
 def numpy_run(name: str, runs: int, steps: int, seed: int = 0) -> float:

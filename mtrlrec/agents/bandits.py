@@ -45,7 +45,7 @@ import numpy as np
 from mtrlrec.agents import sampling
 from mtrlrec.core import rng
 from mtrlrec.core.agent import Agent
-from mtrlrec.core.errors import ConfigError, check_float, check_floats
+from mtrlrec.core.errors import ConfigError, check_float, check_floats, check_int
 from mtrlrec.core.layout import flat_vmap
 from mtrlrec.core.reductions import max_last
 from mtrlrec.core.spaces import num_actions
@@ -325,23 +325,35 @@ def bernoulli_kl(p: jax.Array, q: jax.Array) -> jax.Array:
 
 
 def kl_ucb_index(mean: jax.Array, count: jax.Array, level: jax.Array,
-                 num_iters: int = 6) -> jax.Array:
+                 num_iters: int = 3) -> jax.Array:
     """:math:`\\max\\{q \\in [\\hat\\mu, 1] : N\\,\\mathrm{kl}(\\hat\\mu, q) \\le L\\}`, elementwise.
 
     Newton's method in :math:`s = -\\ln(1 - q)`, where
     :math:`f(s) = \\mathrm{kl}(\\hat\\mu, q(s)) - L/N` is convex and increasing
-    (:math:`f'(s) = 1 - \\hat\\mu/q`) and has no singularity at q = 1, started
-    from the smaller of two upper bounds of the root (Pinsker,
-    :math:`q \\le \\hat\\mu + \\sqrt{L/2N}`, and
-    :math:`(1-\\hat\\mu)(\\ln(1-\\hat\\mu) + s) + \\hat\\mu\\ln\\hat\\mu \\le L/N`), so the
-    iterates decrease monotonically to the root. Matches a float64 bisection
-    to 1e-5 (tests/agents/test_bandits.py).
+    (:math:`f'(s) = 1 - \\hat\\mu/q`) and has no singularity at q = 1. In s the
+    second term of kl is linear, :math:`(1-\\hat\\mu)(s - s_{\\hat\\mu})`, so an
+    iteration costs one ``exp``, one ``log1p`` and one division, and stays
+    finite when q rounds to 1 in float32. Newton starts from the smaller of two
+    upper bounds of the root, so the iterates decrease monotonically to it:
+
+    * a Bernstein-type bound: :math:`\\mathrm{kl}(p, q) \\ge (q-p)^2 / (2V)` with
+      V the largest :math:`x(1-x)` on [p, q]; V is taken on [p, Pinsker's
+      bound :math:`p + \\sqrt{L/2N}`], so the start is
+      :math:`p + \\sqrt{2VL/N}`, close to the root when L/N is small;
+    * :math:`(1-\\hat\\mu)(\\ln(1-\\hat\\mu) + s) + \\hat\\mu\\ln\\hat\\mu \\le L/N`, for
+      roots near 1.
+
+    The last Newton step is applied to q to first order
+    (:math:`1 - e^{-s}(1 + \\delta s)`, never below the exact update), which saves
+    an ``exp``. With 3 iterations the index is within 7e-6 of a float64
+    bisection for counts up to 10^6 and within 2.5e-5 (float32 rounding of L/N)
+    up to 10^7 (tests/agents/test_bandits.py).
 
     Args:
       mean: ``[...]`` empirical means in [0, 1].
       count: ``[...]`` pull counts > 0.
       level: ``[...]`` or scalar L >= 0 (e.g. ln t + c ln ln t).
-      num_iters: Newton iterations (static).
+      num_iters: Newton iterations (static, >= 1).
 
     Returns:
       ``[...]`` indices in [mean, 1].
@@ -355,38 +367,44 @@ def kl_ucb_index(mean: jax.Array, count: jax.Array, level: jax.Array,
 @functools.lru_cache(maxsize=None)
 def _kl_ucb_index_flat(num_iters: int):
     """The elementwise index computation, batched by flattening (see :mod:`mtrlrec.core.layout`)."""
+    if num_iters < 1:
+        raise ConfigError(f"KLUCB.num_iters must be >= 1, got {num_iters}.")
     return flat_vmap(functools.partial(_kl_ucb_index, num_iters=num_iters))
 
 
 def _kl_ucb_index(mean, count, level, num_iters):
     p = jnp.clip(mean, 0.0, 1.0)
-    n = jnp.maximum(count, 1e-12)
-    target = level / n
+    target = level / jnp.maximum(count, 1e-12)
     p_lt1 = jnp.minimum(p, 1.0 - 1e-7)
     s_p = -jnp.log1p(-p_lt1)
-    plogp = jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0)
-    log1mp = jnp.log1p(-p_lt1)
-    q_pinsker = p + jnp.sqrt(target / 2.0)
-    s_pinsker = jnp.where(q_pinsker < 1.0, -jnp.log1p(-jnp.minimum(q_pinsker, 1.0 - 1e-7)),
-                          jnp.inf)
-    s_tail = (target - plogp) / (1.0 - p_lt1) - log1mp
-    s = jnp.maximum(jnp.minimum(s_pinsker, s_tail), s_p)
+    positive = p > 0
+    plogp = jnp.where(positive, p * jnp.log(jnp.where(positive, p, 1.0)), 0.0)
+    inv_p = jnp.where(positive, 1.0 / jnp.where(positive, p, 1.0), 0.0)
+    # Bernstein-type start: V = max x(1-x) over [p, Pinsker's bound].
+    q_pinsker = p + jnp.sqrt(0.5 * target)
+    x = jnp.where(p >= 0.5, p, jnp.minimum(q_pinsker, 0.5))
+    q_start = p + jnp.sqrt(2.0 * target * (x * (1.0 - x)))
+    s_start = jnp.where(q_start < 1.0, -jnp.log1p(-jnp.minimum(q_start, 1.0 - 1e-7)), jnp.inf)
+    s_tail = (target - plogp) / (1.0 - p_lt1) + s_p
+    s = jnp.maximum(jnp.minimum(s_start, s_tail), s_p)
+    one_minus_p = 1.0 - p
 
-    def f_and_df(s):
-        # kl via log1p of the relative gaps: no cancellation when q is near p.
-        q = -jnp.expm1(-s)
+    def body(_, carry):
+        s, _, _ = carry
+        # 1 - q = e^{-s}. exp is cheaper than expm1 on XLA's CPU backend (0.8x the
+        # index's time), and q's absolute error (an ulp of 1) stays far below 1e-5.
+        e = jnp.exp(-s)
+        q = 1.0 - e
         delta = q - p
-        t1 = jnp.where(p > 0, -p * jnp.log1p(delta / jnp.where(p > 0, p, 1.0)), 0.0)
-        t2 = -(1.0 - p) * jnp.log1p(-delta / (1.0 - p_lt1))
-        return t1 + t2 - target, 1.0 - p / jnp.maximum(q, 1e-30)
+        # kl(p, q) - L/N; p ln(p/q) via log1p of the relative gap.
+        f = -p * jnp.log1p(delta * inv_p) + one_minus_p * (s - s_p) - target
+        # Newton step f / f'(s) with f'(s) = delta / q; zero at the lower end s = s_p.
+        step = jnp.where(delta > 0, f * q / jnp.where(delta > 0, delta, 1.0), 0.0)
+        step = jnp.maximum(step, 0.0)
+        return jnp.maximum(s - step, s_p), e, step
 
-    def body(_, s):
-        f, df = f_and_df(s)
-        step = jnp.where(df > 0, f / jnp.where(df > 0, df, 1.0), 0.0)
-        return jnp.maximum(s - jnp.maximum(step, 0.0), s_p)
-
-    s = jax.lax.fori_loop(0, num_iters, body, s)
-    q = -jnp.expm1(-s)
+    _, e, step = jax.lax.fori_loop(0, num_iters, body, (s, s, s))
+    q = 1.0 - e * (1.0 + step)
     return jnp.where(p >= 1.0, 1.0, jnp.clip(q, p, 1.0))
 
 
@@ -405,12 +423,13 @@ class KLUCB(_BanditAgent):
 
     Args:
       c: >= 0 (swept as ``c``).
-      num_iters: Newton iterations for the index (static).
+      num_iters: Newton iterations for the index (static, >= 1; see
+        :func:`kl_ucb_index`).
     """
 
-    def __init__(self, c: float = 0.0, num_iters: int = 6):
+    def __init__(self, c: float = 0.0, num_iters: int = 3):
         self.c = check_float("KLUCB.c", c, low=0.0)
-        self.num_iters = int(num_iters)
+        self.num_iters = check_int("KLUCB.num_iters", num_iters, min_value=1)
 
     def hparams(self):
         return KLUCBHParams(c=jnp.float32(self.c))

@@ -27,7 +27,7 @@ def _git(*args: str) -> str | None:
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> dict:
-    """``{'commit', 'dirty', 'jax', 'backend'}``; commit is None outside a git checkout.
+    """``{'commit', 'dirty', 'jax', 'backend', 'devices'}``; commit is None outside a git checkout.
 
     ``dirty`` is True when tracked files under ``mtrlrec/`` differ from the commit
     (uncommitted changes to the code that ran). Cached: a process runs one code version.
@@ -38,7 +38,7 @@ def code_version() -> dict:
         status = _git("status", "--porcelain", "--untracked-files=no", "--", "mtrlrec")
         dirty = bool(status) if status is not None else None
     return {"commit": commit, "dirty": dirty, "jax": jax.__version__,
-            "backend": jax.default_backend()}
+            "backend": jax.default_backend(), "devices": jax.device_count()}
 
 
 def describe(version: dict | None) -> str:

@@ -23,7 +23,10 @@ steps:
 Seed ``i`` uses ``fold_in(PRNGKey(seed), seed_offset + i)``, so seeds run one
 by one (``num_seeds=1, seed_offset=i``) reproduce the vmapped run. Sweep points
 share the seeds' keys (common random numbers), which lowers the variance of
-comparisons between hyperparameter values.
+comparisons between hyperparameter values. With several devices (GPUs, or one
+CPU device per core from :func:`mtrlrec.config.use_cpu_cores`) the seed axis
+is sharded over them; every seed computes the same numbers on any number of
+devices (``tests/train/test_sharding.py``).
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ class LoopOutput:
     Attributes:
       steps: ``[num_logs]`` step count at the end of each log window.
       metrics: name -> ``[num_seeds, num_logs]`` (or ``[H, num_seeds, num_logs]``).
-      carry: the final :class:`LoopCarry`, batched like the metrics.
+      carry: the final :class:`LoopCarry`, batched like the metrics (padding seeds dropped).
       hparams: the swept values, name -> ``[H]`` (empty without a sweep).
       seconds: wall time of the compiled chunks (excluding the first compile).
       compile_seconds: wall time of the first chunk (compilation included).
@@ -258,6 +261,7 @@ def run(
     on_chunk: Callable[[int, int, LoopOutput], None] | None = None,
     progress: bool = False,
     desc: str = "run",
+    devices: int | None = None,
 ) -> LoopOutput:
     """Runs ``agent`` on ``env`` for ``num_steps`` steps, for every seed at once.
 
@@ -281,6 +285,9 @@ def run(
         after every chunk (logging, checkpointing).
       progress: show a progress bar with steps/s and ETA.
       desc: progress bar label.
+      devices: spread the seeds over at most this many devices (default: all,
+        see :func:`mtrlrec.config.use_cpu_cores`); never more than one per
+        seed. The numbers do not depend on it.
 
     Returns:
       A :class:`LoopOutput`.
@@ -304,7 +311,8 @@ def run(
     env_params = checked_params(env, agent, env_params, env_params_per_seed)
     sweep, num_hp = _check_sweep(hparams)
 
-    padded = sharding.padded_size(num_seeds)
+    devices = sharding.seed_devices(num_seeds, devices)
+    padded = sharding.padded_size(num_seeds, devices)
     seed_ids = jnp.arange(seed_offset, seed_offset + padded)
     base = jax.random.PRNGKey(seed)
     keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(seed_ids)
@@ -320,20 +328,20 @@ def run(
     params_axis = 0 if env_params_per_seed else None
     init_fn, chunk_fn, window = _compiled(env, agent, log_every, windows_per_chunk, params_axis,
                                           bool(num_hp))
-    seed_axis = 1 if num_hp else 0
-
-    keys = sharding.shard_along(keys, 0)
+    keys = sharding.shard_along(keys, 0, devices)
     if env_params_per_seed:
-        env_params = sharding.shard_along(env_params, 0)
+        env_params = sharding.shard_along(env_params, 0, devices)
 
     carry = init_fn(keys, env_params, sweep)
     # The cumulative dict must exist in the carry from the start so the chunk
     # program has a fixed structure: trace one window abstractly to learn its keys.
-    carry = _with_cumulative_keys(carry, env, window, env_params, params_axis, num_hp)
+    carry = _with_cumulative_keys(carry, env, window, env_params, params_axis, num_hp,
+                                  devices)
+    seed_axis = 1 if num_hp else 0
     collected: dict[str, list[np.ndarray]] = {}
     start_chunk = 0
     if resume is not None:
-        carry = _restore_carry(carry, resume.carry)
+        carry = _restore_carry(carry, resume.carry, seed_axis, num_seeds)
         collected = {k: [np.asarray(v)] for k, v in resume.metrics.items()}
         start_chunk = int(resume.next_chunk)
         if start_chunk > num_chunks:
@@ -364,13 +372,15 @@ def run(
             bar.update(windows_per_chunk * log_every)
             rate = num_seeds * max(num_hp, 1) * windows_per_chunk * log_every / max(dt, 1e-9)
             bar.set_postfix_str(f"{rate:,.0f} seed·steps/s")
-        out = _output(collected, log_every, carry, sweep, seconds, compile_seconds)
+        out = _output(collected, log_every, _real_seeds(carry, seed_axis, num_seeds), sweep,
+                      seconds, compile_seconds)
         if on_chunk is not None:
             on_chunk(c, num_chunks, out)
     if bar is not None:
         bar.close()
     if out is None:  # resumed a finished run
-        out = _output(collected, log_every, carry, sweep, 0.0, 0.0)
+        out = _output(collected, log_every, _real_seeds(carry, seed_axis, num_seeds), sweep,
+                      0.0, 0.0)
     return out
 
 
@@ -397,7 +407,7 @@ def _compiled(env, agent, log_every, windows_per_chunk, params_axis, sweep):
     return jax.jit(init_fn), jax.jit(chunk_fn, donate_argnums=(0,)), window
 
 
-def _with_cumulative_keys(carry, env, window, env_params, params_axis, num_hp):
+def _with_cumulative_keys(carry, env, window, env_params, params_axis, num_hp, devices):
     def probe(c, p):
         return window(c, p)[0].cumulative
 
@@ -406,26 +416,59 @@ def _with_cumulative_keys(carry, env, window, env_params, params_axis, num_hp):
         fn = jax.vmap(fn, in_axes=(0, None))
     shapes = jax.eval_shape(fn, carry, env_params)
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    return carry.replace(cumulative=zeros)
+    # Placed like the seeds, so that a restored carry (put leaf by leaf on the
+    # template's shardings) is not half on one device and half spread.
+    return carry.replace(cumulative=sharding.shard_along(zeros, 1 if num_hp else 0, devices))
 
 
-def _restore_carry(template, restored):
+def _restore_carry(template, restored, seed_axis: int, num_seeds: int):
+    """``template`` with its first ``num_seeds`` seeds taken from ``restored``.
+
+    Checkpoints hold the real seeds only, so a run resumes on any number of
+    devices; padding seeds (see :mod:`mtrlrec.train.sharding`) keep the
+    template's fresh values, which no real seed reads.
+    """
     from flax import serialization
 
     if not isinstance(restored, dict):
         restored = serialization.to_state_dict(restored)
+    host_template = jax.device_get(template)
     try:
-        host = serialization.from_state_dict(jax.device_get(template), restored)
+        host = serialization.from_state_dict(host_template, restored)
     except (KeyError, ValueError, TypeError) as e:
         raise ConfigError(
             f"the checkpoint does not match this configuration (different agent, env or seeds?): {e}"
         ) from None
-    shapes_ok = jax.tree.map(lambda a, b: np.shape(a) == np.shape(b), jax.device_get(template), host)
+
+    def expected(t):
+        shape = list(np.shape(t))
+        shape[seed_axis] = num_seeds
+        return tuple(shape)
+
+    shapes_ok = jax.tree.map(lambda t, h: np.shape(h) in (np.shape(t), expected(t)),
+                             host_template, host)
     if not all(jax.tree.leaves(shapes_ok)):
         raise ConfigError("the checkpoint's array shapes differ from this configuration.")
-    return jax.tree.map(
-        lambda t, h: jax.device_put(np.asarray(h, dtype=np.asarray(t).dtype), t.sharding),
-        template, host)
+
+    def place(t, h):
+        full = np.array(t)
+        h = np.asarray(h, dtype=full.dtype)
+        index = [slice(None)] * full.ndim
+        index[seed_axis] = slice(0, h.shape[seed_axis])
+        full[tuple(index)] = h
+        return jax.device_put(full, t.sharding)
+
+    return jax.tree.map(place, template, host)
+
+
+def _real_seeds(carry, seed_axis: int, num_seeds: int):
+    """The carry without its padding seeds (a no-op when there are none)."""
+    def take(a):
+        if a.shape[seed_axis] == num_seeds:
+            return a
+        return jax.lax.slice_in_dim(a, 0, num_seeds, axis=seed_axis)
+
+    return jax.tree.map(take, carry)
 
 
 def _trim(a: np.ndarray, seed_axis: int, num_seeds: int) -> np.ndarray:

@@ -184,6 +184,18 @@ def test_kl_ucb_index_matches_high_precision_bisection():
     assert np.max(np.abs(ours - ref)) <= 1e-5
 
 
+def test_kl_ucb_index_near_one_does_not_collapse():
+    # Roots within a float32 ulp of 1: few pulls at a late step (ln t ~ 14-18).
+    # An earlier Newton form took log1p(-1) = -inf there and returned the mean.
+    p = np.float32([0.0, 0.0, 0.8, 0.5, 0.25, 0.9])
+    n = np.float32([1, 2, 5, 2, 3, 20])
+    level = np.float32([18.0, 16.5, 16.0, 15.0, 17.0, 18.0])
+    ours = np.asarray(A.kl_ucb_index(jnp.asarray(p), jnp.asarray(n), jnp.asarray(level)))
+    ref = _np_klucb(p.astype(float), n.astype(float), level.astype(float))
+    assert np.all(ref > 0.999)
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
 def test_sweep_is_one_vmapped_call_and_optimistic_q0_takes_effect():
     env = BernoulliBandit(K, means=MEANS.tolist())
     out = loop.run(env, A.OptimisticGreedy(1.0, 0.1), num_steps=LOG, num_seeds=4,
