@@ -5,23 +5,28 @@ Thompson sampling, UCB1, KL-UCB and ε-greedy. For each algorithm it measures
 pulls per second (runs × steps / seconds, compilation excluded) of
 
 * ``loop``: our jitted, vmapped online loop (``mtrlrec.train.loop.run``, which
-  also logs windowed metrics and cumulative regret);
+  also logs windowed metrics and cumulative regret), on one CPU core;
+* ``loop×N``: the same with the runs spread over N CPU devices, one per core
+  (``mtrlrec.config.use_cpu_cores``, as ``mtrlrec run``/``bench`` do by default);
 * ``scan``: the same env and agent objects in a minimal ``jit(vmap(scan))``
   that keeps only reward and optimal-pull sums (the loop without its logging,
   from :mod:`mtrlrec.agents.bandit_runners`), to show the loop's overhead;
 * ``numpy``: a vectorised NumPy implementation of the same algorithm in this
   script (all runs as one array, one Python iteration per step), same arms and
-  horizon;
+  horizon, in one process;
+* ``numpy×N``: the same in N processes at once, each with 1/N of the runs: the
+  whole-machine baseline to compare ``loop×N`` with;
 * ``mabwiser``: MABWiser (``pip install mabwiser``; the ``peers`` extra), one
   run, ``predict`` + ``partial_fit`` per pull, as practitioners use it.
 
-and prints the ratios. Every rate is the best of ``--repeats`` timings (3 by
+and prints the ratios (``×N`` against ``numpy×N``). Every rate is the best of ``--repeats`` timings (3 by
 default) for ours and for NumPy alike: on a shared CPU a run is only ever slowed
 down, and single timings of the same program varied by up to 2x here. MABWiser is
 timed once (it is three orders of magnitude slower). Run::
 
     python benchmarks/perf/bandits.py            # 1,000 runs × 10,000 steps
     python benchmarks/perf/bandits.py --quick    # 200 runs × 2,000 steps
+    python benchmarks/perf/bandits.py --cpu-devices 1   # one core only (no ×N columns)
 
 The regret column is the mean over the loop's runs: it changes only when the
 random streams or an algorithm change, so it doubles as a check that a speed-up
@@ -32,12 +37,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mtrlrec import config
 from mtrlrec.agents import bandits as A
 from mtrlrec.agents.bandit_runners import seed_program
 from mtrlrec.log import provenance
@@ -137,16 +144,33 @@ AGENTS = {
 }
 
 
-def ours_loop(name: str, runs: int, steps: int, repeats: int) -> tuple[float, float]:
-    """Best pulls/s of ``loop.run`` over ``repeats`` runs (each timing the 9 chunks after
-    the first, which compiles), and the mean regret at T."""
+def ours_loop(name: str, runs: int, steps: int, repeats: int,
+              devices: int | None = None) -> tuple[float, float]:
+    """Best pulls/s of ``loop.run`` on ``devices`` devices over ``repeats`` runs (each
+    timing the 9 chunks after the first, which compiles), and the mean regret at T."""
     env, agent = BernoulliBandit(K, means=MEANS.tolist()), AGENTS[name]()
     best = 0.0
     for _ in range(repeats):
         out = loop.run(env, agent, num_steps=steps, num_seeds=runs,
-                       log_every=steps // 10, num_chunks=10)
+                       log_every=steps // 10, num_chunks=10, devices=devices)
         best = max(best, runs * steps * 0.9 / out.seconds)
     return best, float(out.metrics["cumulative_regret"][:, -1].mean())
+
+
+def numpy_processes(name: str, runs: int, steps: int, procs: int, seed: int) -> float:
+    """Pulls/s of ``procs`` NumPy processes at once, each with runs/procs runs (a fresh
+    interpreter each, so no JAX threads are forked)."""
+    ctx = multiprocessing.get_context("spawn")
+    share = runs // procs
+    with ctx.Pool(procs) as pool:
+        pool.starmap(_sleep, [(0.0,)] * procs)  # start every worker before timing
+        t0 = time.perf_counter()
+        pool.starmap(numpy_run, [(name, share, steps, seed * procs + i) for i in range(procs)])
+        return share * procs * steps / (time.perf_counter() - t0)
+
+
+def _sleep(sec: float) -> None:
+    time.sleep(sec)
 
 
 def ours_scan(name: str, runs: int, steps: int, repeats: int) -> float:
@@ -170,29 +194,43 @@ def main(argv=None) -> None:
     ap.add_argument("--mabwiser-pulls", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3,
                     help="timings per measurement, the best is kept (default 3)")
+    ap.add_argument("--cpu-devices", type=int, default=None,
+                    help="CPU devices (cores) for the ×N columns (default: all cores)")
     ap.add_argument("--quick", action="store_true", help="200 runs × 2,000 steps")
     ap.add_argument("--algos", default="TS,UCB1,KL-UCB,ε-greedy")
     args = ap.parse_args(argv)
     if args.quick:
         args.runs, args.steps, args.mabwiser_pulls = 200, 2000, 500
+    config.use_cpu_cores(args.cpu_devices)
+    cores = jax.local_device_count() if jax.default_backend() == "cpu" else 1
     np_steps = args.numpy_steps or args.steps
     print(f"K = {K} Bernoulli arms, {args.runs} runs × {args.steps} steps; "
           f"devices: {jax.devices()}; {provenance.describe(provenance.code_version())}")
-    header = (f"{'algorithm':10s} {'loop':>12s} {'scan':>12s} {'numpy':>12s} {'mabwiser':>10s}"
-              f" {'loop/np':>8s} {'scan/np':>8s} {'loop/mabw':>10s} {'regret(T)':>10s}")
-    print(header)
+    cols = [("loop", 12), ("scan", 12), ("numpy", 12), ("mabwiser", 10), ("loop/np", 8),
+            ("scan/np", 8), ("loop/mabw", 10)]
+    if cores > 1:
+        cols += [(f"loop×{cores}", 12), (f"numpy×{cores}", 12), (f"×{cores}/np×{cores}", 12)]
+    cols += [("regret(T)", 10)]
+    print(f"{'algorithm':10s} " + " ".join(f"{c:>{w}s}" for c, w in cols))
     for name in args.algos.split(","):
-        v_loop, regret = ours_loop(name, args.runs, args.steps, args.repeats)
+        v_loop, regret = ours_loop(name, args.runs, args.steps, args.repeats, devices=1)
         v_scan = ours_scan(name, args.runs, args.steps, args.repeats)
         v_np = args.runs * np_steps / min(numpy_run(name, args.runs, np_steps, seed=i)
                                           for i in range(args.repeats))
         sec = mabwiser_run(name, args.mabwiser_pulls)
         v_mw = args.mabwiser_pulls / sec if sec else float("nan")
-        print(f"{name:10s} {v_loop:12,.0f} {v_scan:12,.0f} {v_np:12,.0f} {v_mw:10,.0f}"
-              f" {v_loop / v_np:8.2f} {v_scan / v_np:8.2f} {v_loop / v_mw:10,.0f} {regret:10.2f}",
-              flush=True)
+        row = [f"{v_loop:12,.0f}", f"{v_scan:12,.0f}", f"{v_np:12,.0f}", f"{v_mw:10,.0f}",
+               f"{v_loop / v_np:8.2f}", f"{v_scan / v_np:8.2f}", f"{v_loop / v_mw:10,.0f}"]
+        if cores > 1:
+            v_all, regret_all = ours_loop(name, args.runs, args.steps, args.repeats)
+            assert regret_all == regret, "spreading the runs over devices changed the results"
+            v_np_all = max(numpy_processes(name, args.runs, np_steps, cores, seed=i)
+                           for i in range(args.repeats))
+            row += [f"{v_all:12,.0f}", f"{v_np_all:12,.0f}", f"{v_all / v_np_all:12.2f}"]
+        print(f"{name:10s} " + " ".join(row) + f" {regret:10.2f}", flush=True)
     print("(pulls/s; ratios > 1 mean ours is faster; nan: MABWiser missing or lacks the policy;"
-          " regret(T): mean over the loop's runs)")
+          f" ×{cores}: {cores} cores, our runs spread over {cores} CPU devices, NumPy in"
+          f" {cores} processes; regret(T): mean over the loop's runs)")
 
 
 if __name__ == "__main__":

@@ -327,7 +327,7 @@ def run(
         env_params = jax.tree.map(pad, env_params)
     params_axis = 0 if env_params_per_seed else None
     init_fn, chunk_fn, window = _compiled(env, agent, log_every, windows_per_chunk, params_axis,
-                                          bool(num_hp))
+                                          bool(num_hp), devices)
     keys = sharding.shard_along(keys, 0, devices)
     if env_params_per_seed:
         env_params = sharding.shard_along(env_params, 0, devices)
@@ -385,8 +385,12 @@ def run(
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(env, agent, log_every, windows_per_chunk, params_axis, sweep):
-    """The jitted init and chunk functions, cached so repeated runs reuse compilations."""
+def _compiled(env, agent, log_every, windows_per_chunk, params_axis, sweep, devices):
+    """The jitted init and chunk functions, cached so repeated runs reuse compilations.
+
+    Their carry comes out split along the seed axis over ``devices`` devices, the
+    way it goes in, so every chunk runs the one compiled program.
+    """
     window = _make_window_fn(env, agent, log_every)
 
     def one_seed_init(key, params, hp):
@@ -404,7 +408,16 @@ def _compiled(env, agent, log_every, windows_per_chunk, params_axis, sweep):
     if sweep:
         init_fn = jax.vmap(init_fn, in_axes=(None, None, 0))
         chunk_fn = jax.vmap(chunk_fn, in_axes=(0, None, 0))
-    return jax.jit(init_fn), jax.jit(chunk_fn, donate_argnums=(0,)), window
+    seed_axis = 1 if sweep else 0
+
+    def init(keys, params, hp):
+        return sharding.constrain_along(init_fn(keys, params, hp), seed_axis, devices)
+
+    def chunk(carry, params, hp):
+        carry, metrics = chunk_fn(carry, params, hp)
+        return sharding.constrain_along(carry, seed_axis, devices), metrics
+
+    return jax.jit(init), jax.jit(chunk, donate_argnums=(0,)), window
 
 
 def _with_cumulative_keys(carry, env, window, env_params, params_axis, num_hp, devices):

@@ -60,3 +60,22 @@ def shard_along(x, axis: int = 0, devices: int | None = None):
         return jax.device_put(a, NamedSharding(mesh, P(*spec)))
 
     return jax.tree.map(place, x)
+
+
+def constrain_along(x, axis: int = 0, devices: int | None = None):
+    """Inside ``jit``: every leaf of ``x`` split along ``axis`` over ``devices`` devices.
+
+    Without it XLA leaves leaves that do not depend on the seed's key (a step
+    counter, zero-initialised statistics) replicated on the first call and
+    shards them on the next, which then compiles the program a second time.
+    """
+    if (devices or num_devices()) == 1:
+        return x
+    mesh = seed_mesh(devices)
+
+    def constrain(a):
+        spec = [None] * a.ndim
+        spec[axis] = AXIS
+        return jax.lax.with_sharding_constraint(a, NamedSharding(mesh, P(*spec)))
+
+    return jax.tree.map(constrain, x)
