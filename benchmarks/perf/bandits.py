@@ -5,7 +5,10 @@ Thompson sampling, UCB1, KL-UCB and ε-greedy. For each algorithm it measures
 pulls per second (runs × steps / seconds, compilation excluded) of
 
 * ``loop``: our jitted, vmapped online loop (``mtrlrec.train.loop.run``, which
-  also logs windowed metrics and cumulative regret), on one CPU core;
+  also logs windowed metrics and cumulative regret), on one CPU core: every
+  thread of the process is pinned to one core while the one-core columns are
+  measured (Linux), because XLA's CPU runtime otherwise spreads parts of one
+  device's work over the other cores, and NumPy's loop uses one;
 * ``loop×N``: the same with the runs spread over N CPU devices, one per core
   (``mtrlrec.config.use_cpu_cores``, as ``mtrlrec run``/``bench`` do by default);
 * ``scan``: the same env and agent objects in a minimal ``jit(vmap(scan))``
@@ -38,6 +41,7 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing
+import os
 import time
 
 import jax
@@ -64,18 +68,17 @@ def _np_klucb_index(p, n, level, iters=3):
     target = level / n
     p1 = np.minimum(p, 1 - 1e-7)
     with np.errstate(all="ignore"):
-        s_p = -np.log1p(-p1)
-        plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0)
-        inv_p = np.where(p > 0, 1 / np.where(p > 0, p, 1), 0)
+        s_p = -np.log(1 - p1)
+        log_p = np.log(np.where(p > 0, p, 1))
         x = np.where(p >= 0.5, p, np.minimum(p + np.sqrt(0.5 * target), 0.5))
         q0 = p + np.sqrt(2 * target * x * (1 - x))
-        s_start = np.where(q0 < 1, -np.log1p(-np.minimum(q0, 1 - 1e-7)), np.inf)
-        s = np.maximum(np.minimum(s_start, (target - plogp) / (1 - p1) + s_p), s_p)
+        s_start = np.where(q0 < 1, -np.log(1 - np.minimum(q0, 1 - 1e-7)), np.inf)
+        s = np.maximum(np.minimum(s_start, (target - p * log_p) / (1 - p1) + s_p), s_p)
         for _ in range(iters):
             e = np.exp(-s)
             q = 1 - e
             d = q - p
-            f = -p * np.log1p(d * inv_p) + (1 - p) * (s - s_p) - target
+            f = p * (log_p - np.log(np.maximum(q, 1e-30))) + (1 - p) * (s - s_p) - target
             step = np.maximum(np.where(d > 0, f * q / np.where(d > 0, d, 1), 0), 0)
             s = np.maximum(s - step, s_p)
     return np.where(p >= 1, 1.0, np.clip(1 - e * (1 + step), p, 1))
@@ -185,6 +188,20 @@ def ours_scan(name: str, runs: int, steps: int, repeats: int) -> float:
                                         repeats)
 
 
+def pin_threads(cpus: set[int]) -> bool:
+    """Restricts every thread of this process to ``cpus``; False where unsupported."""
+    import os
+
+    if not hasattr(os, "sched_setaffinity"):
+        return False
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except OSError:  # the thread ended meanwhile
+            pass
+    return True
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=1000)
@@ -204,6 +221,8 @@ def main(argv=None) -> None:
     config.use_cpu_cores(args.cpu_devices)
     cores = jax.local_device_count() if jax.default_backend() == "cpu" else 1
     np_steps = args.numpy_steps or args.steps
+    all_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    pinned = pin_threads({min(all_cpus)}) if all_cpus else False
     print(f"K = {K} Bernoulli arms, {args.runs} runs × {args.steps} steps; "
           f"devices: {jax.devices()}; {provenance.describe(provenance.code_version())}")
     cols = [("loop", 12), ("scan", 12), ("numpy", 12), ("mabwiser", 10), ("loop/np", 8),
@@ -213,12 +232,16 @@ def main(argv=None) -> None:
     cols += [("regret(T)", 10)]
     print(f"{'algorithm':10s} " + " ".join(f"{c:>{w}s}" for c, w in cols))
     for name in args.algos.split(","):
+        if pinned:
+            pin_threads({min(all_cpus)})
         v_loop, regret = ours_loop(name, args.runs, args.steps, args.repeats, devices=1)
         v_scan = ours_scan(name, args.runs, args.steps, args.repeats)
         v_np = args.runs * np_steps / min(numpy_run(name, args.runs, np_steps, seed=i)
                                           for i in range(args.repeats))
         sec = mabwiser_run(name, args.mabwiser_pulls)
         v_mw = args.mabwiser_pulls / sec if sec else float("nan")
+        if pinned:
+            pin_threads(all_cpus)
         row = [f"{v_loop:12,.0f}", f"{v_scan:12,.0f}", f"{v_np:12,.0f}", f"{v_mw:10,.0f}",
                f"{v_loop / v_np:8.2f}", f"{v_scan / v_np:8.2f}", f"{v_loop / v_mw:10,.0f}"]
         if cores > 1:
@@ -229,6 +252,7 @@ def main(argv=None) -> None:
             row += [f"{v_all:12,.0f}", f"{v_np_all:12,.0f}", f"{v_all / v_np_all:12.2f}"]
         print(f"{name:10s} " + " ".join(row) + f" {regret:10.2f}", flush=True)
     print("(pulls/s; ratios > 1 mean ours is faster; nan: MABWiser missing or lacks the policy;"
+          f" loop, scan, numpy, mabwiser: {'pinned to one core' if pinned else 'NOT pinned'};"
           f" ×{cores}: {cores} cores, our runs spread over {cores} CPU devices, NumPy in"
           f" {cores} processes; regret(T): mean over the loop's runs)")
 

@@ -388,8 +388,9 @@ def run(
 def _compiled(env, agent, log_every, windows_per_chunk, params_axis, sweep, devices):
     """The jitted init and chunk functions, cached so repeated runs reuse compilations.
 
-    Their carry comes out split along the seed axis over ``devices`` devices, the
-    way it goes in, so every chunk runs the one compiled program.
+    On several devices they are ``shard_map``-ped over the seed axis: every
+    device advances its own seeds, and the carry comes out split the way it went
+    in, so every chunk runs the one compiled program.
     """
     window = _make_window_fn(env, agent, log_every)
 
@@ -409,15 +410,19 @@ def _compiled(env, agent, log_every, windows_per_chunk, params_axis, sweep, devi
         init_fn = jax.vmap(init_fn, in_axes=(None, None, 0))
         chunk_fn = jax.vmap(chunk_fn, in_axes=(0, None, 0))
     seed_axis = 1 if sweep else 0
-
-    def init(keys, params, hp):
-        return sharding.constrain_along(init_fn(keys, params, hp), seed_axis, devices)
-
-    def chunk(carry, params, hp):
-        carry, metrics = chunk_fn(carry, params, hp)
-        return sharding.constrain_along(carry, seed_axis, devices), metrics
-
-    return jax.jit(init), jax.jit(chunk, donate_argnums=(0,)), window
+    if devices > 1:
+        # Each device runs the program on its own seeds, with no communication:
+        # under plain GSPMD a while loop over the batch (the Gamma sampler's
+        # retries) synchronised the devices at every iteration.
+        seeds = sharding.spec_along(seed_axis)
+        params_spec = sharding.spec_along(0) if params_axis == 0 else sharding.P()
+        mesh = sharding.seed_mesh(devices)
+        init_fn = jax.shard_map(init_fn, mesh=mesh, in_specs=(sharding.spec_along(0), params_spec,
+                                                              sharding.P()),
+                                out_specs=seeds, check_vma=False)
+        chunk_fn = jax.shard_map(chunk_fn, mesh=mesh, in_specs=(seeds, params_spec, sharding.P()),
+                                 out_specs=(seeds, seeds), check_vma=False)
+    return jax.jit(init_fn), jax.jit(chunk_fn, donate_argnums=(0,)), window
 
 
 def _with_cumulative_keys(carry, env, window, env_params, params_axis, num_hp, devices):

@@ -1,9 +1,10 @@
 """Spreading the seed (or user) axis over devices.
 
-The loop vmaps over seeds; placing the seed-indexed inputs (PRNG keys, per-seed
-env params) with a ``NamedSharding`` over a 1-D mesh of all devices makes XLA
-partition the whole compiled program along that axis (GSPMD), with no change
-to the program. On one device every function here is a no-op.
+Seeds are independent, so the loop places the seed-indexed inputs (PRNG keys,
+per-seed env params, the carry) with a ``NamedSharding`` over a 1-D mesh of
+devices and ``shard_map``-s its compiled program over that axis: each device
+runs the unchanged vmapped program on its own seeds, with no communication.
+On one device every function here is a no-op.
 
 A run with fewer seeds than devices uses only as many devices as it has seeds
 (:func:`seed_devices`), so a one-seed run is not padded to a seed per device.
@@ -54,28 +55,9 @@ def shard_along(x, axis: int = 0, devices: int | None = None):
         return x
     mesh = seed_mesh(devices)
 
-    def place(a):
-        spec = [None] * a.ndim
-        spec[axis] = AXIS
-        return jax.device_put(a, NamedSharding(mesh, P(*spec)))
-
-    return jax.tree.map(place, x)
+    return jax.tree.map(lambda a: jax.device_put(a, NamedSharding(mesh, spec_along(axis))), x)
 
 
-def constrain_along(x, axis: int = 0, devices: int | None = None):
-    """Inside ``jit``: every leaf of ``x`` split along ``axis`` over ``devices`` devices.
-
-    Without it XLA leaves leaves that do not depend on the seed's key (a step
-    counter, zero-initialised statistics) replicated on the first call and
-    shards them on the next, which then compiles the program a second time.
-    """
-    if (devices or num_devices()) == 1:
-        return x
-    mesh = seed_mesh(devices)
-
-    def constrain(a):
-        spec = [None] * a.ndim
-        spec[axis] = AXIS
-        return jax.lax.with_sharding_constraint(a, NamedSharding(mesh, P(*spec)))
-
-    return jax.tree.map(constrain, x)
+def spec_along(axis: int) -> P:
+    """The partition spec that splits ``axis`` (and only it) over the seed mesh."""
+    return P(*([None] * axis), AXIS)
