@@ -5,10 +5,12 @@ Thompson sampling, UCB1, KL-UCB and ε-greedy. For each algorithm it measures
 pulls per second (runs × steps / seconds, compilation excluded) of
 
 * ``loop``: our jitted, vmapped online loop (``mtrlrec.train.loop.run``, which
-  also logs windowed metrics and cumulative regret), on one CPU core: every
-  thread of the process is pinned to one core while the one-core columns are
-  measured (Linux), because XLA's CPU runtime otherwise spreads parts of one
-  device's work over the other cores, and NumPy's loop uses one;
+  also logs windowed metrics and cumulative regret), on one CPU core: the
+  one-core columns are measured in a child process restricted to one core
+  (Linux ``sched_setaffinity``), because XLA's CPU runtime otherwise spreads
+  parts of one device's work over the other cores (while NumPy uses one), and
+  unpinned single-device timings flipped between two speeds 2x apart from
+  process to process;
 * ``loop×N``: the same with the runs spread over N CPU devices, one per core
   (``mtrlrec.config.use_cpu_cores``, as ``mtrlrec run``/``bench`` do by default);
 * ``scan``: the same env and agent objects in a minimal ``jit(vmap(scan))``
@@ -188,21 +190,48 @@ def ours_scan(name: str, runs: int, steps: int, repeats: int) -> float:
                                         repeats)
 
 
-def pin_threads(cpus: set[int]) -> bool:
-    """Restricts every thread of this process to ``cpus``; False where unsupported."""
-    import os
+def measure(part: str, name: str, args) -> dict:
+    """The measurements of one ``part`` ('one-core' or 'all-cores') for one algorithm."""
+    np_steps = args.numpy_steps or args.steps
+    if part == "one-core":
+        v_loop, regret = ours_loop(name, args.runs, args.steps, args.repeats)
+        sec = mabwiser_run(name, args.mabwiser_pulls)
+        return {
+            "loop": v_loop, "regret": regret,
+            "scan": ours_scan(name, args.runs, args.steps, args.repeats),
+            "numpy": args.runs * np_steps / min(numpy_run(name, args.runs, np_steps, seed=i)
+                                                for i in range(args.repeats)),
+            "mabwiser": args.mabwiser_pulls / sec if sec else float("nan"),
+        }
+    cores = jax.local_device_count()
+    v_all, regret = ours_loop(name, args.runs, args.steps, args.repeats)
+    return {"loop_all": v_all, "regret_all": regret, "cores": cores,
+            "numpy_all": max(numpy_processes(name, args.runs, np_steps, cores, seed=i)
+                             for i in range(args.repeats))}
 
-    if not hasattr(os, "sched_setaffinity"):
-        return False
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            os.sched_setaffinity(int(tid), cpus)
-        except OSError:  # the thread ended meanwhile
-            pass
-    return True
+
+def run_part(part: str, argv: list[str]) -> dict[str, dict]:
+    """Runs this script with ``--part`` in a fresh process; its results by algorithm.
+
+    A fresh process, because XLA sizes its CPU thread pool from the cores the
+    process may use when its backend starts: restricting a running process's
+    threads to one core afterwards left two pool threads sharing it (2x slower
+    than starting restricted).
+    """
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, __file__, *argv, "--part", part], check=True,
+                          stdout=subprocess.PIPE, text=True)
+    return {d["algorithm"]: d for d in map(json.loads, proc.stdout.splitlines())}
 
 
 def main(argv=None) -> None:
+    import json
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=1000)
     ap.add_argument("--steps", type=int, default=10_000)
@@ -212,49 +241,51 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=3,
                     help="timings per measurement, the best is kept (default 3)")
     ap.add_argument("--cpu-devices", type=int, default=None,
-                    help="CPU devices (cores) for the ×N columns (default: all cores)")
+                    help="CPU devices (cores) for the ×N columns (default: all cores; 1: none)")
     ap.add_argument("--quick", action="store_true", help="200 runs × 2,000 steps")
     ap.add_argument("--algos", default="TS,UCB1,KL-UCB,ε-greedy")
+    ap.add_argument("--part", choices=["one-core", "all-cores"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.quick:
         args.runs, args.steps, args.mabwiser_pulls = 200, 2000, 500
-    config.use_cpu_cores(args.cpu_devices)
-    cores = jax.local_device_count() if jax.default_backend() == "cpu" else 1
-    np_steps = args.numpy_steps or args.steps
-    all_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
-    pinned = pin_threads({min(all_cpus)}) if all_cpus else False
+    if args.part:  # a child: JSON lines only
+        if args.part == "one-core" and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # before JAX starts
+        config.use_cpu_cores(1 if args.part == "one-core" else args.cpu_devices)
+        for name in args.algos.split(","):
+            print(json.dumps({"algorithm": name, **measure(args.part, name, args)}), flush=True)
+        return
+
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    one = run_part("one-core", argv)
+    multi = args.cpu_devices != 1 and (cpus is None or len(cpus) > 1)
+    every = run_part("all-cores", argv) if multi else {}
     print(f"K = {K} Bernoulli arms, {args.runs} runs × {args.steps} steps; "
-          f"devices: {jax.devices()}; {provenance.describe(provenance.code_version())}")
+          f"{provenance.describe(provenance.code_version())}")
+    cores = next(iter(every.values()))["cores"] if every else 1
     cols = [("loop", 12), ("scan", 12), ("numpy", 12), ("mabwiser", 10), ("loop/np", 8),
             ("scan/np", 8), ("loop/mabw", 10)]
-    if cores > 1:
+    if every:
         cols += [(f"loop×{cores}", 12), (f"numpy×{cores}", 12), (f"×{cores}/np×{cores}", 12)]
-    cols += [("regret(T)", 10)]
-    print(f"{'algorithm':10s} " + " ".join(f"{c:>{w}s}" for c, w in cols))
-    for name in args.algos.split(","):
-        if pinned:
-            pin_threads({min(all_cpus)})
-        v_loop, regret = ours_loop(name, args.runs, args.steps, args.repeats, devices=1)
-        v_scan = ours_scan(name, args.runs, args.steps, args.repeats)
-        v_np = args.runs * np_steps / min(numpy_run(name, args.runs, np_steps, seed=i)
-                                          for i in range(args.repeats))
-        sec = mabwiser_run(name, args.mabwiser_pulls)
-        v_mw = args.mabwiser_pulls / sec if sec else float("nan")
-        if pinned:
-            pin_threads(all_cpus)
-        row = [f"{v_loop:12,.0f}", f"{v_scan:12,.0f}", f"{v_np:12,.0f}", f"{v_mw:10,.0f}",
-               f"{v_loop / v_np:8.2f}", f"{v_scan / v_np:8.2f}", f"{v_loop / v_mw:10,.0f}"]
-        if cores > 1:
-            v_all, regret_all = ours_loop(name, args.runs, args.steps, args.repeats)
-            assert regret_all == regret, "spreading the runs over devices changed the results"
-            v_np_all = max(numpy_processes(name, args.runs, np_steps, cores, seed=i)
-                           for i in range(args.repeats))
-            row += [f"{v_all:12,.0f}", f"{v_np_all:12,.0f}", f"{v_all / v_np_all:12.2f}"]
-        print(f"{name:10s} " + " ".join(row) + f" {regret:10.2f}", flush=True)
-    print("(pulls/s; ratios > 1 mean ours is faster; nan: MABWiser missing or lacks the policy;"
-          f" loop, scan, numpy, mabwiser: {'pinned to one core' if pinned else 'NOT pinned'};"
-          f" ×{cores}: {cores} cores, our runs spread over {cores} CPU devices, NumPy in"
-          f" {cores} processes; regret(T): mean over the loop's runs)")
+    print(f"{'algorithm':10s} " + " ".join(f"{c:>{w}s}" for c, w in cols) + f" {'regret(T)':>10s}")
+    for name, m in one.items():
+        row = [f"{m['loop']:12,.0f}", f"{m['scan']:12,.0f}", f"{m['numpy']:12,.0f}",
+               f"{m['mabwiser']:10,.0f}", f"{m['loop'] / m['numpy']:8.2f}",
+               f"{m['scan'] / m['numpy']:8.2f}", f"{m['loop'] / m['mabwiser']:10,.0f}"]
+        if every:
+            e = every[name]
+            if e["regret_all"] != m["regret"]:
+                raise SystemExit(f"{name}: {cores} devices changed the regret "
+                                 f"({e['regret_all']} vs {m['regret']})")
+            row += [f"{e['loop_all']:12,.0f}", f"{e['numpy_all']:12,.0f}",
+                    f"{e['loop_all'] / e['numpy_all']:12.2f}"]
+        print(f"{name:10s} " + " ".join(row) + f" {m['regret']:10.2f}", flush=True)
+    pinned = "one process pinned to one core" if cpus else "one process (NOT pinned)"
+    print(f"(pulls/s; ratios > 1 mean ours is faster; nan: MABWiser missing or lacks the policy;"
+          f" loop, scan, numpy, mabwiser: {pinned}"
+          + (f"; ×{cores}: all {cores} cores, our runs spread over {cores} CPU devices, NumPy in"
+             f" {cores} processes" if every else "")
+          + "; regret(T): mean over the loop's runs)")
 
 
 if __name__ == "__main__":
