@@ -26,8 +26,8 @@ DATASETS = ("obd", "movielens")
 def _add_cpu_devices(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cpu-devices", type=int, default=None, metavar="N",
-        help="JAX CPU devices the seeds are spread over (default: one per core; 1 runs "
-             "everything on one core; results are the same either way)")
+        help="JAX CPU devices the seeds are spread over (default: one per core; 1: one "
+             "device; the same actions either way, window averages to float32 rounding)")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -25,8 +25,9 @@ by one (``num_seeds=1, seed_offset=i``) reproduce the vmapped run. Sweep points
 share the seeds' keys (common random numbers), which lowers the variance of
 comparisons between hyperparameter values. With several devices (GPUs, or one
 CPU device per core from :func:`mtrlrec.config.use_cpu_cores`) the seed axis
-is sharded over them; every seed computes the same numbers on any number of
-devices (``tests/train/test_sharding.py``).
+is sharded over them. A seed's actions do not depend on the number of seeds or
+devices; its window averages can differ in the last float32 bits, because XLA
+orders the summation by the batch shape (``tests/train/test_sharding.py``).
 """
 
 from __future__ import annotations
@@ -287,7 +288,7 @@ def run(
       desc: progress bar label.
       devices: spread the seeds over at most this many devices (default: all,
         see :func:`mtrlrec.config.use_cpu_cores`); never more than one per
-        seed. The numbers do not depend on it.
+        seed. The numbers depend on it only through float32 rounding.
 
     Returns:
       A :class:`LoopOutput`.

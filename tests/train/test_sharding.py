@@ -1,9 +1,14 @@
-"""Sharding the seed axis over (virtual CPU) devices gives the same numbers."""
+"""Sharding the seed axis over (virtual CPU) devices gives the same numbers.
+
+The same actions and counts, bit for bit; float window averages to float32
+rounding, since XLA orders a reduction by the (per-device) batch shape."""
 
 import json
 import os
 import subprocess
 import sys
+
+import numpy as np
 
 SCRIPT = r"""
 import json, sys
@@ -60,10 +65,20 @@ def test_sharded_equals_unsharded(tmp_path):
     one = _run(1, "load", ckpt)
     assert one["devices"] == 1 and four["devices"] == 4
     for name in ("eps_sweep", "ts", "klucb", "ucb1"):
-        # 6 seeds are padded to 8 on 4 devices; the 6 real seeds are bit for bit unchanged.
+        # 6 seeds are padded to 8 on 4 devices; the 6 real seeds are unchanged.
         assert "NamedSharding" in four[name + "_sharding"]
-        assert one[name] == four[name], name
+        _assert_same(one[name], four[name])
     # One seed is not padded to a seed per device.
     assert "SingleDeviceSharding" in four["one_seed_sharding"]
     # A checkpoint of a 4-device run (6 real seeds of 8) resumes on one device.
-    assert one["resumed"] == one["ucb1"]
+    _assert_same(one["resumed"], one["ucb1"])
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        x, y = np.asarray(a[k]), np.asarray(b[k])
+        if k in ("reward", "optimal_action", "cumulative_reward"):  # 0/1 sums: exact
+            np.testing.assert_array_equal(x, y, err_msg=k)
+        else:
+            np.testing.assert_allclose(x, y, rtol=1e-6, err_msg=k)
