@@ -27,7 +27,7 @@ def _add_cpu_devices(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cpu-devices", type=int, default=None, metavar="N",
         help="JAX CPU devices the seeds are spread over (default: one per core; 1: one "
-             "device; the same actions either way, window averages to float32 rounding)")
+             "device; the results are the same, bit for bit)")
 
 
 def _parser() -> argparse.ArgumentParser:

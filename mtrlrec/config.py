@@ -216,12 +216,9 @@ def use_cpu_cores(devices: int | None = None) -> int:
     XLA runs the online loop's many small per-step kernels on one thread; with
     one CPU device per core, :func:`mtrlrec.train.loop.run` shards the seed
     axis over them (:mod:`mtrlrec.train.sharding`) and every core advances its
-    share of the seeds. Each seed takes the same actions as on one device; its
-    window averages can differ in the last float32 bits, because XLA's order
-    of summation depends on the batch shape (as it does between runs with
-    different numbers of seeds; ``tests/train/test_sharding.py``). Programs that
-    are not sharded run on the first device as before; GPUs and TPUs are
-    unaffected.
+    share of the seeds. Every seed computes the same numbers, bit for bit, as
+    on one device (``tests/train/test_sharding.py``). Programs that are not
+    sharded run on the first device as before; GPUs and TPUs are unaffected.
 
     Must run before JAX executes anything (it configures the backend). Does
     nothing when the user already chose a CPU device count

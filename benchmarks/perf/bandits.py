@@ -274,9 +274,7 @@ def main(argv=None) -> None:
                f"{m['scan'] / m['numpy']:8.2f}", f"{m['loop'] / m['mabwiser']:10,.0f}"]
         if every:
             e = every[name]
-            # Same actions; window sums may round differently (XLA's reduction order
-            # depends on the per-device batch shape).
-            if not math.isclose(e["regret_all"], m["regret"], rel_tol=1e-6):
+            if e["regret_all"] != m["regret"]:
                 raise SystemExit(f"{name}: {cores} devices changed the regret "
                                  f"({e['regret_all']} vs {m['regret']})")
             row += [f"{e['loop_all']:12,.0f}", f"{e['numpy_all']:12,.0f}",

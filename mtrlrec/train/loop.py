@@ -25,9 +25,10 @@ by one (``num_seeds=1, seed_offset=i``) reproduce the vmapped run. Sweep points
 share the seeds' keys (common random numbers), which lowers the variance of
 comparisons between hyperparameter values. With several devices (GPUs, or one
 CPU device per core from :func:`mtrlrec.config.use_cpu_cores`) the seed axis
-is sharded over them. A seed's actions do not depend on the number of seeds or
-devices; its window averages can differ in the last float32 bits, because XLA
-orders the summation by the batch shape (``tests/train/test_sharding.py``).
+is sharded over them. A seed's numbers do not depend on how many seeds run
+beside it or on how many devices, bit for bit: window sums are accumulated per
+seed (compensated), never reduced over a batch, whose summation order XLA
+picks by shape (``tests/train/test_loop.py``, ``tests/train/test_sharding.py``).
 """
 
 from __future__ import annotations
@@ -120,6 +121,27 @@ def step_metrics(env: Environment, reward, info, agent_metrics) -> dict[str, jax
     return m
 
 
+def _episode_weighted(metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """``episode_*`` entries count only where ``episode_done`` (so that their sum
+    over a window divided by the episodes ended is their mean)."""
+    done = metrics.get("episode_done")
+    if done is None:
+        return metrics
+    return {k: v * done if k.startswith("episode_") and k != "episode_done" else v
+            for k, v in metrics.items()}
+
+
+def _kahan_add(sums, x):
+    """Compensated summation: ``sums`` maps a name to ``(total, compensation)``."""
+    out = {}
+    for k, v in x.items():
+        total, comp = sums[k]
+        y = v - comp
+        t = total + y
+        out[k] = (t, (t - total) - y)
+    return out
+
+
 def _init_carry(env, agent, env_params, key, hparams) -> LoopCarry:
     k_env, k_agent, k_loop = jax.random.split(key, 3)
     obs, env_state = env.reset(k_env, env_params)
@@ -141,8 +163,7 @@ def _make_window_fn(env: Environment, agent: Agent, log_every: int):
             f"{agent.learn_every} (its training period)."
         )
 
-    def step(carry_and_params, i):
-        carry, env_params, window_key = carry_and_params
+    def one_step(carry, env_params, window_key, i):
         k_act, k_env, k_upd = derive_step_keys(window_key, i)
         action, act_info = agent.act(k_act, carry.agent_state, carry.obs)
         obs, env_state, reward, terminated, truncated, info = env.step(
@@ -155,43 +176,57 @@ def _make_window_fn(env: Environment, agent: Agent, log_every: int):
             agent_state, agent_metrics = agent.observe(k_upd, carry.agent_state, transition), {}
         else:
             agent_state, agent_metrics = agent.update(k_upd, carry.agent_state, transition)
-        metrics = step_metrics(env, reward, info, agent_metrics)
+        metrics = _episode_weighted(step_metrics(env, reward, info, agent_metrics))
         new = carry.replace(env_state=env_state, agent_state=agent_state, obs=obs, t=carry.t + 1)
-        return (new, env_params, window_key), metrics
+        return new, metrics
 
-    def block(carry_and_params, b):
-        # Steps of block b are numbered b·learn_every + j within the window; their
-        # keys use fold_in data < 3·log_every, so the learn keys start above that.
-        (carry, env_params, window_key), m = jax.lax.scan(
-            step, carry_and_params, b * agent.learn_every + jnp.arange(agent.learn_every))
-        learn_key = jax.random.fold_in(window_key, 3 * log_every + b)
-        state = agent.learn(learn_key, carry.agent_state)
-        return (carry.replace(agent_state=state), env_params, window_key), m
+    # A window is a scan over blocks of steps (periodic learners: their training
+    # period, then ``learn``). Metrics are summed step by step in the carry, plainly
+    # within a block and with Kahan compensation across blocks. Unlike stacking them
+    # and reducing (XLA orders a reduction by the batch shape) this gives a seed the
+    # same sums in any batch and on any number of devices, within about an ulp of
+    # the exact sums, and saves a buffer write per metric and step.
+    block_len = agent.learn_every if periodic else choose_num_chunks(log_every, 16)
+
+    def step(state, i):
+        carry, env_params, window_key, partial = state
+        carry, metrics = one_step(carry, env_params, window_key, i)
+        return (carry, env_params, window_key, jax.tree.map(jnp.add, partial, metrics)), None
 
     def window(carry: LoopCarry, env_params):
         key, window_key = jax.random.split(carry.key)
         carry = carry.replace(key=key)
-        if periodic:
-            n = log_every // agent.learn_every
-            (carry, _, _), m = jax.lax.scan(block, (carry, env_params, window_key), jnp.arange(n))
-            m = jax.tree.map(lambda v: v.reshape((log_every,) + v.shape[2:]), m)
-        else:
-            (carry, _, _), m = jax.lax.scan(step, (carry, env_params, window_key),
-                                            jnp.arange(log_every))
+        shapes = jax.eval_shape(lambda c: one_step(c, env_params, window_key, 0)[1], carry)
+        zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+
+        def block(state, b):
+            # Steps of block b are numbered b·block_len + j within the window; their
+            # keys use fold_in data < 3·log_every, so the learn keys start above that.
+            carry, sums = state
+            (carry, _, _, partial), _ = jax.lax.scan(
+                step, (carry, env_params, window_key, zeros),
+                b * block_len + jnp.arange(block_len))
+            if periodic:
+                learn_key = jax.random.fold_in(window_key, 3 * log_every + b)
+                carry = carry.replace(agent_state=agent.learn(learn_key, carry.agent_state))
+            return (carry, _kahan_add(sums, partial)), None
+
+        sums = {k: (z, z) for k, z in zeros.items()}
+        (carry, sums), _ = jax.lax.scan(block, (carry, sums), jnp.arange(log_every // block_len))
+        sums = {k: total - comp for k, (total, comp) in sums.items()}
         out = {}
-        done = m.get("episode_done")
-        for k, v in m.items():
-            if k.startswith("episode_") and k != "episode_done" and done is not None:
-                n = jnp.sum(done)
-                out[k] = jnp.where(n > 0, jnp.sum(v * done) / jnp.maximum(n, 1.0), jnp.nan)
+        episodes = sums.get("episode_done")
+        for k, v in sums.items():
+            if k.startswith("episode_") and k != "episode_done" and episodes is not None:
+                out[k] = jnp.where(episodes > 0, v / jnp.maximum(episodes, 1.0), jnp.nan)
             elif k == "episode_done":
-                out["episodes"] = jnp.sum(v)
+                out["episodes"] = v
             else:
-                out[k] = jnp.mean(v)
+                out[k] = v / log_every
         cumulative = dict(carry.cumulative)
         for k in env.cumulative_metrics:
-            if k in m:
-                cumulative[k] = cumulative.get(k, jnp.float32(0.0)) + jnp.sum(m[k])
+            if k in sums:
+                cumulative[k] = cumulative.get(k, jnp.float32(0.0)) + sums[k]
                 out[f"cumulative_{k}"] = cumulative[k]
         return carry.replace(cumulative=cumulative), out
 
@@ -288,7 +323,7 @@ def run(
       desc: progress bar label.
       devices: spread the seeds over at most this many devices (default: all,
         see :func:`mtrlrec.config.use_cpu_cores`); never more than one per
-        seed. The numbers depend on it only through float32 rounding.
+        seed. The numbers do not depend on it.
 
     Returns:
       A :class:`LoopOutput`.

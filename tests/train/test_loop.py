@@ -43,10 +43,29 @@ def test_same_seed_identical_and_seeds_differ(four_seeds):
 
 
 def test_vmap_equals_one_by_one(four_seeds):
+    # Bit for bit: window sums are accumulated per seed, not reduced over a batch.
     for i in range(4):
         one = loop.run(ENV, AGENT, num_seeds=1, seed_offset=i, **KW)
-        for k in ("reward", "cumulative_regret"):
-            np.testing.assert_allclose(one.metrics[k][0], four_seeds.metrics[k][i], rtol=1e-6)
+        for k in four_seeds.metrics:
+            np.testing.assert_array_equal(one.metrics[k][0], four_seeds.metrics[k][i], err_msg=k)
+
+
+def test_window_means_are_accurate_sums():
+    # Noise-free Gaussian arms and UCB1: the trajectory does not depend on the keys,
+    # so one-step windows give the per-step values, whose float64 sums are the
+    # reference for the compensated float32 sums over windows of 1,000 steps.
+    from mtrlrec.agents.bandits import UCB1
+    from mtrlrec.envs.bandits import GaussianBandit
+
+    env = GaussianBandit(5, means=[0.1234, 0.3, 0.5678, 0.7, 0.8765], noise_std=0.0)
+    kw = dict(num_seeds=2, num_steps=2000, num_chunks=1)
+    steps = loop.run(env, UCB1(), log_every=1, **kw).metrics
+    windows = loop.run(env, UCB1(), log_every=1000, **kw).metrics
+    for k in ("reward", "regret"):
+        ref = steps[k].astype(np.float64).reshape(2, 2, 1000)
+        np.testing.assert_allclose(windows[k], ref.mean(-1), rtol=2.5e-7, err_msg=k)  # 2 ulps: the sum and the division
+    ref = steps["regret"].astype(np.float64).reshape(2, 2000).cumsum(-1)[:, 999::1000]
+    np.testing.assert_allclose(windows["cumulative_regret"], ref, rtol=2.5e-7)
 
 
 def test_sweep_equals_separate_runs():
