@@ -74,7 +74,7 @@ def _np_klucb_index(p, n, level, iters=3):
         log_p = np.log(np.where(p > 0, p, 1))
         x = np.where(p >= 0.5, p, np.minimum(p + np.sqrt(0.5 * target), 0.5))
         q0 = p + np.sqrt(2 * target * x * (1 - x))
-        s_start = np.where(q0 < 1, -np.log(1 - np.minimum(q0, 1 - 1e-7)), np.inf)
+        s_start = np.where(q0 < 1, s_p + (q0 - p) / np.maximum(1 - q0, 1e-30), np.inf)
         s = np.maximum(np.minimum(s_start, (target - p * log_p) / (1 - p1) + s_p), s_p)
         for _ in range(iters):
             e = np.exp(-s)
