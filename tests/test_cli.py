@@ -87,3 +87,10 @@ def test_cli_error_is_one_clear_line():
     assert "Traceback" not in proc.stderr
     assert "Unknown configurable 'EpsilonGredy'" in proc.stderr
     assert "Did you mean 'EpsilonGreedy'" in proc.stderr
+
+
+def test_cpu_devices_must_be_positive():
+    proc = mtrlrec("run", "experiments/quickstart.gin", "--cpu-devices", "0", "--no-progress")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "--cpu-devices must be an integer >= 1, got 0." in proc.stderr
