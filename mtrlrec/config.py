@@ -24,7 +24,7 @@ from typing import Sequence
 
 import gin
 
-from mtrlrec.core.errors import ConfigError
+from mtrlrec.core.errors import ConfigError, check_int
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 GIN_DIR = REPO_ROOT / "gin"
@@ -239,9 +239,7 @@ def use_cpu_cores(devices: int | None = None) -> int:
     if os.environ.get("JAX_NUM_CPU_DEVICES") or \
             "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return 0
-    n = cpu_cores() if devices is None else devices
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ConfigError(f"--cpu-devices must be an integer >= 1, got {devices!r}.")
+    n = cpu_cores() if devices is None else check_int("--cpu-devices", devices, min_value=1)
     try:
         jax.config.update("jax_num_cpu_devices", n)
     except RuntimeError:

@@ -93,4 +93,4 @@ def test_cpu_devices_must_be_positive():
     proc = mtrlrec("run", "experiments/quickstart.gin", "--cpu-devices", "0", "--no-progress")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert "--cpu-devices must be an integer >= 1, got 0." in proc.stderr
+    assert "--cpu-devices must be >= 1, got 0." in proc.stderr

@@ -41,9 +41,12 @@ left the numbers alone.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing
 import os
+import subprocess
+import sys
 import time
 
 import jax
@@ -218,19 +221,12 @@ def run_part(part: str, argv: list[str]) -> dict[str, dict]:
     threads to one core afterwards left two pool threads sharing it (2x slower
     than starting restricted).
     """
-    import json
-    import subprocess
-    import sys
-
     proc = subprocess.run([sys.executable, __file__, *argv, "--part", part], check=True,
                           stdout=subprocess.PIPE, text=True)
     return {d["algorithm"]: d for d in map(json.loads, proc.stdout.splitlines())}
 
 
 def main(argv=None) -> None:
-    import json
-    import sys
-
     argv = sys.argv[1:] if argv is None else list(argv)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=1000)
@@ -256,9 +252,8 @@ def main(argv=None) -> None:
             print(json.dumps({"algorithm": name, **measure(args.part, name, args)}), flush=True)
         return
 
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     one = run_part("one-core", argv)
-    multi = args.cpu_devices != 1 and (cpus is None or len(cpus) > 1)
+    multi = args.cpu_devices != 1 and config.cpu_cores() > 1
     every = run_part("all-cores", argv) if multi else {}
     print(f"K = {K} Bernoulli arms, {args.runs} runs × {args.steps} steps; "
           f"{provenance.describe(provenance.code_version())}")
@@ -280,7 +275,8 @@ def main(argv=None) -> None:
             row += [f"{e['loop_all']:12,.0f}", f"{e['numpy_all']:12,.0f}",
                     f"{e['loop_all'] / e['numpy_all']:12.2f}"]
         print(f"{name:10s} " + " ".join(row) + f" {m['regret']:10.2f}", flush=True)
-    pinned = "one process pinned to one core" if cpus else "one process (NOT pinned)"
+    pinned = ("one process pinned to one core" if hasattr(os, "sched_setaffinity")
+              else "one process (NOT pinned)")
     print(f"(pulls/s; ratios > 1 mean ours is faster; nan: MABWiser missing or lacks the policy;"
           f" loop, scan, numpy, mabwiser: {pinned}"
           + (f"; ×{cores}: all {cores} cores, our runs spread over {cores} CPU devices, NumPy in"

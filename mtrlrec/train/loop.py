@@ -121,14 +121,18 @@ def step_metrics(env: Environment, reward, info, agent_metrics) -> dict[str, jax
     return m
 
 
+def _per_episode(name: str) -> bool:
+    """Whether metric ``name`` is averaged over the episodes that ended, not the steps."""
+    return name.startswith("episode_") and name != "episode_done"
+
+
 def _episode_weighted(metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """``episode_*`` entries count only where ``episode_done`` (so that their sum
+    """Per-episode entries count only where ``episode_done`` (so that their sum
     over a window divided by the episodes ended is their mean)."""
     done = metrics.get("episode_done")
     if done is None:
         return metrics
-    return {k: v * done if k.startswith("episode_") and k != "episode_done" else v
-            for k, v in metrics.items()}
+    return {k: v * done if _per_episode(k) else v for k, v in metrics.items()}
 
 
 def _kahan_add(sums, x):
@@ -217,7 +221,7 @@ def _make_window_fn(env: Environment, agent: Agent, log_every: int):
         out = {}
         episodes = sums.get("episode_done")
         for k, v in sums.items():
-            if k.startswith("episode_") and k != "episode_done" and episodes is not None:
+            if _per_episode(k) and episodes is not None:
                 out[k] = jnp.where(episodes > 0, v / jnp.maximum(episodes, 1.0), jnp.nan)
             elif k == "episode_done":
                 out["episodes"] = v

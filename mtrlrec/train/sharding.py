@@ -22,7 +22,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from mtrlrec.core.errors import ConfigError
+from mtrlrec.core.errors import check_int
 
 AXIS = "seeds"
 
@@ -33,8 +33,8 @@ def num_devices() -> int:
 
 def seed_devices(num_seeds: int, limit: int | None = None) -> int:
     """Devices a run of ``num_seeds`` seeds is spread over: all (or ``limit``), at most one per seed."""
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ConfigError(f"devices must be an integer >= 1, got {limit!r}.")
+    if limit is not None:
+        limit = check_int("loop.run(devices=...)", limit, min_value=1)
     return max(1, min(num_devices(), num_seeds, limit or num_devices()))
 
 
@@ -54,7 +54,6 @@ def shard_along(x, axis: int = 0, devices: int | None = None):
     if (devices or num_devices()) == 1:
         return x
     mesh = seed_mesh(devices)
-
     return jax.tree.map(lambda a: jax.device_put(a, NamedSharding(mesh, spec_along(axis))), x)
 
 
