@@ -1,3 +1,8 @@
 """mtrlrec: reinforcement learning for recommender systems in pure JAX."""
 
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
+
+try:
+    __version__ = _metadata.version("mtrlrec")  # the installed distribution's version
+except _metadata.PackageNotFoundError:  # a source tree that is not installed
+    __version__ = "0.1.0"

@@ -1,26 +1,55 @@
-"""``mtrlrec run | bench | list | data``: argument parsing only, logic lives in modules.
-
-Examples::
-
-    mtrlrec run experiments/quickstart.gin --seeds 20 --out runs/qs
-    mtrlrec run experiments/quickstart.gin --gin_param 'EpsilonGreedy.epsilon = 0.05'
-    mtrlrec run --resume runs/qs
-    mtrlrec bench bandit_analytic --quick
-    mtrlrec list
-    mtrlrec data obd
-"""
+"""``mtrlrec run | bench | list | data``: argument parsing only, logic lives in modules."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import os
+import pathlib
 import sys
 from typing import Sequence
 
 from mtrlrec.core.errors import ConfigError
 
 DATASETS = ("obd", "movielens")
+
+DESCRIPTION = """\
+mtrlrec: reinforcement learning for recommender systems in JAX.
+
+A researcher writes an experiment as a Gin file (experiments/ holds many), runs
+it with one command, and gets a run directory: the operative config, curves in
+TensorBoard, a summary with mean ± standard error over seeds, a plot and
+checkpoints.
+
+commands:
+  run     run an experiment (a Gin file) into a run directory; --resume DIR
+          continues an interrupted run
+  bench   reproduce a table from benchmarks/tables/: every row, the published
+          reference values beside ours, pass/deviate marks
+  list    list the experiments and tables that ship with mtrlrec
+  data    prepare a data set (Open Bandit Dataset, MovieLens-100k) in the cache
+"""
+
+EPILOG = """\
+examples:
+  mtrlrec run experiments/quickstart.gin
+  mtrlrec run experiments/quickstart.gin --seeds 5 --out runs/qs \\
+      --gin_param 'EpsilonGreedy.epsilon = 0.05'
+  mtrlrec run --resume runs/qs              # after Ctrl-C or a crash
+  tensorboard --logdir runs/                # curves, config, HParams of every run
+  mtrlrec bench bandit_analytic --quick
+  mtrlrec list
+
+`mtrlrec COMMAND --help` lists a command's options. A mistake in a file, binding
+or option stops before anything runs, with one line naming it (exit status 2);
+docs/reliability.md lists them.
+"""
+
+
+def _version() -> str:
+    from mtrlrec import __version__
+
+    return __version__
 
 
 def _add_cpu_devices(parser: argparse.ArgumentParser) -> None:
@@ -31,21 +60,38 @@ def _add_cpu_devices(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mtrlrec", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="mtrlrec", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"mtrlrec {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    r = sub.add_parser("run", help="run an experiment (a Gin file)")
+    r = sub.add_parser(
+        "run", help="run an experiment (a Gin file)",
+        description="Run an experiment file into a new run directory, or continue one with "
+                    "--resume DIR.",
+        epilog="examples:\n  mtrlrec run experiments/quickstart.gin --seeds 5 --out runs/qs\n"
+               "  mtrlrec run --resume runs/qs",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("experiment", nargs="?", help="Gin file, e.g. experiments/quickstart.gin")
     r.add_argument("--gin_param", "--gin-param", action="append", default=[], metavar="BINDING",
                    help="extra Gin binding, e.g. 'EpsilonGreedy.epsilon = 0.05' (repeatable)")
     r.add_argument("--seeds", type=int, default=None, help="number of seeds (overrides the file)")
-    r.add_argument("--out", default=None, help="run directory (must not exist or be empty)")
+    r.add_argument("--out", default=None,
+                   help="run directory (must not exist or be empty; default "
+                        "runs/<experiment>-<time>)")
     r.add_argument("--resume", default=None, metavar="DIR",
-                   help="continue the run in DIR from its latest checkpoint")
+                   help="continue the run in DIR from its latest checkpoint, with the "
+                        "configuration it started with (from any working directory)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_cpu_devices(r)
 
-    b = sub.add_parser("bench", help="reproduce a table from benchmarks/tables/")
+    b = sub.add_parser(
+        "bench", help="reproduce a table from benchmarks/tables/",
+        description="Run every row of a table spec, aggregate mean ± SE over seeds and judge "
+                    "the cells against the published reference values.",
+        epilog="examples:\n  mtrlrec bench bandit_analytic --quick\n"
+               "  mtrlrec bench chapelle_li --rows ts,ucb1 --out runs/cl",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("table", help="table name (file stem in benchmarks/tables/) or path")
     b.add_argument("--quick", action="store_true", help="the small CI version of the table")
     b.add_argument("--out", default=None, help="output directory")
@@ -55,12 +101,19 @@ def _parser() -> argparse.ArgumentParser:
                    help="also copy table.md/table.csv to benchmarks/results/<table>[-quick].*")
     b.add_argument("--resume", default=None, metavar="DIR",
                    help="continue an interrupted table in DIR: reuse its finished rows")
-    b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_cpu_devices(b)
 
-    sub.add_parser("list", help="list experiments and tables")
+    sub.add_parser("list", help="list experiments and tables",
+                   description="List the experiment files and table specs with their "
+                               "descriptions.")
 
-    d = sub.add_parser("data", help="prepare a data set in the local cache")
+    d = sub.add_parser("data", help="prepare a data set in the local cache",
+                       description="Prepare a data set in the cache (~/.cache/mtrlrec/NAME or "
+                                   "$MTRLREC_CACHE/NAME).",
+                       epilog="examples:\n  mtrlrec data movielens\n"
+                              "  mtrlrec data obd --source /path/to/open_bandit_dataset",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("name", choices=DATASETS)
     d.add_argument("--cache", default=None, help="cache directory (default ~/.cache/mtrlrec/NAME)")
     d.add_argument("--source", default=None, help="a local file/folder/wheel to read from")
@@ -68,26 +121,32 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _announce(kind: str, seen: list):
+    def announce(path: pathlib.Path) -> None:
+        seen.append(path)
+        print(f"{kind}: {path}", flush=True)
+
+    return announce
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from mtrlrec import config
-
-    config.enable_compilation_cache()
+    started: list[pathlib.Path] = []  # the run/bench directory, once it exists
     try:
         if args.command in ("run", "bench"):
+            from mtrlrec import config
+
+            config.enable_compilation_cache()
             config.use_cpu_cores(args.cpu_devices)
         if args.command == "run":
             from mtrlrec.experiment import run_experiment
 
             if args.experiment is None and args.resume is None:
                 raise ConfigError("give an experiment file or --resume DIR.")
-            if args.resume and (args.experiment or args.gin_param or args.seeds):
-                raise ConfigError("--resume DIR reuses the run's own experiment, bindings and "
-                                  "seeds; do not pass them again.")
             run_dir, _ = run_experiment(args.experiment, args.gin_param, out=args.out,
                                         seeds=args.seeds, resume=args.resume,
-                                        progress=not args.no_progress)
-            print(f"run directory: {run_dir}")
+                                        progress=not args.no_progress,
+                                        announce=_announce("run directory", started))
             print((run_dir / "summary.md").read_text())
             print(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}")
         elif args.command == "bench":
@@ -97,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             out_dir, table = run_table(args.table, quick=args.quick, out=args.out,
                                        seeds=args.seeds, rows=rows,
                                        save_results=args.save_results,
-                                       progress=not args.no_progress, resume=args.resume)
+                                       progress=not args.no_progress, resume=args.resume,
+                                       announce=_announce("output directory", started))
             print(table.markdown)
             print(f"written to {out_dir}")
         elif args.command == "list":
@@ -105,15 +165,35 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(list_text())
         elif args.command == "data":
-            module = importlib.import_module(f"mtrlrec.data.{args.name}")
-            path = module.prepare(args.cache, args.source, args.force)
+            from mtrlrec.data import prepare
+
+            path = prepare(args.name, args.cache, args.source, args.force)
             print(f"{args.name} ready in {path}")
     except ConfigError as e:
         print(f"mtrlrec: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        if os.environ.get("MTRLREC_TRACEBACK"):
+            raise
+        # A file system refusal (full disk, permissions, a file where a folder should be):
+        # one line naming the path; MTRLREC_TRACEBACK=1 shows where it happened.
+        where = f": {e.filename}" if e.filename else ""
+        print(f"mtrlrec: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print("mtrlrec: interrupted; the run directory keeps what was written "
-              "(continue with --resume DIR)", file=sys.stderr)
+        print(file=sys.stderr)
+        if started and started[-1].exists():
+            again = (f"mtrlrec run --resume {started[-1]}" if args.command == "run" else
+                     f"mtrlrec bench {args.table}{' --quick' if args.quick else ''} "
+                     f"--resume {started[-1]}")
+            print(f"mtrlrec: interrupted; {started[-1]} keeps what was written. Continue with: "
+                  f"{again}", file=sys.stderr)
+        elif started:
+            print(f"mtrlrec: interrupted before any result was written; {started[-1]} was "
+                  "removed.", file=sys.stderr)
+        else:
+            print("mtrlrec: interrupted before the run started; nothing was written.",
+                  file=sys.stderr)
         return 130
     return 0
 

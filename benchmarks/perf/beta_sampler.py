@@ -4,7 +4,7 @@ Thompson sampling on K arms draws 2K Gamma variates per pull; this script times
 just those draws: R runs × K arms per step, T steps in one ``lax.scan`` (the
 parameters grow every step, as posterior counts do), for
 
-* ``mtrlrec``: :func:`mtrlrec.agents.sampling.beta` (Marsaglia–Tsang with hashed
+* ``mtrlrec``: :func:`mtrlrec.core.sampling.beta` (Marsaglia–Tsang with hashed
   words, Box–Muller pairs and the exact fallback), vmapped over runs;
 * ``mtrlrec, threefry words``: the same with ``source='threefry'`` (the
   reference bit source);
@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtrlrec.agents import sampling
+from mtrlrec.core import sampling
 from mtrlrec.core import rng
 from timing import best_seconds  # benchmarks/perf/timing.py (this folder is on sys.path)
 

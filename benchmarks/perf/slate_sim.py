@@ -178,7 +178,7 @@ def make_rollout(env, agent, num_users: int, num_steps: int, block: int = 0):
 
     def one(key, obs, state, a_state):
         k_act, k_env = jax.random.split(key)
-        action, _ = agent.act(k_act, a_state, obs)
+        action, a_state, _ = agent.act(k_act, a_state, obs)
         obs, state, reward, *_ = env.step(k_env, state, action, params)
         return obs, state, reward
 

@@ -9,8 +9,8 @@ r"""Runners for bandit experiments and tables.
   :math:`C(\mu)\ln T` and its slope :math:`C(\mu)`.
 * :class:`ParameterStudyRunner`: Sutton & Barto (2018, §2.10, Figure 2.6):
   average reward over the first 1,000 steps on the 10-armed Gaussian testbed as
-  a function of each method's hyperparameter, all methods and all values in ONE
-  compiled call, drawn as the book's figure.
+  a function of each method's hyperparameter, each method's values swept in one
+  compiled call of the loop, drawn as the book's figure.
 """
 
 from __future__ import annotations
@@ -21,15 +21,12 @@ from typing import Any, Mapping, Sequence
 
 import gin
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from mtrlrec.agents import bandits as agents
-from mtrlrec.core.agent import Agent, with_hparams
+from mtrlrec.core.agent import Agent
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError, check_int
-from mtrlrec.core.rng import step_keys
-from mtrlrec.core.types import Transition
 from mtrlrec.envs import bandits as envs
 from mtrlrec.eval import regret as regret_lib
 from mtrlrec.train import loop
@@ -166,41 +163,6 @@ class LaiRobbinsRunner:
 # -- Sutton & Barto Figure 2.6 ---------------------------------------------------------
 
 
-def seed_program(env: Environment, agent: Agent, num_steps: int):
-    """``f(keys [S], params [S], hp) -> (avg reward, frac optimal) [S]``: a lean loop.
-
-    The env and agent in a ``vmap`` over seeds of a ``lax.scan`` over steps that
-    keeps only running sums (no per-step metrics), used by the parameter study
-    and by ``benchmarks/perf/bandits.py``. ``hp`` overrides agent hparams
-    (shared by all seeds; may be empty).
-    """
-
-    def one(key, params, hp):
-        k_env, k_agent, key = jax.random.split(key, 3)
-        obs, es = env.reset_env(k_env, params)
-        st = agent.init(k_agent, env.observation_spec(), env.action_spec())
-        st = with_hparams(st, hp)
-
-        def step(carry, i):
-            es, st, obs, key, total, opt = carry
-            ka, ke, ku = step_keys(key, i)
-            a, ai = agent.act(ka, st, obs)
-            obs2, es, r, te, tr, info = env.step_env(ke, es, a, params)
-            st, _ = agent.update(ku, st, Transition(obs, a, r, obs2, te, tr, ai, info))
-            return (es, st, obs2, key, total + r, opt + info["optimal_action"]), None
-
-        init = (es, st, obs, key, jnp.float32(0.0), jnp.float32(0.0))
-        (_, _, _, _, total, opt), _ = jax.lax.scan(step, init, jnp.arange(num_steps))
-        return total / num_steps, opt / num_steps
-
-    return jax.vmap(one, in_axes=(0, 0, None))
-
-
-def _avg_reward_program(env: Environment, agent: Agent, num_steps: int):
-    """``f(keys [S], params [S], hp {name: [H]}) -> (avg reward, frac optimal) [H, S]``."""
-    return jax.vmap(seed_program(env, agent, num_steps), in_axes=(None, None, 0))
-
-
 def _default_families():
     p2 = lambda lo, hi: [2.0 ** i for i in range(lo, hi + 1)]  # noqa: E731
     return {
@@ -220,9 +182,9 @@ class ParameterStudyRunner:
     on ``num_seeds`` tasks of the 10-armed testbed (means drawn from
     ``task_distribution``, default :math:`\\mathcal N(0, 1)`; rewards
     :math:`\\mathcal N(\\mu_a, 1)`) for ``num_steps`` steps; the metric is the
-    average reward over those steps. All methods and values are traced into
-    one ``jax.jit`` program (each method a vmap over its values and tasks), so
-    the whole study compiles and runs once.
+    average reward over those steps. Each method runs on the loop
+    (:func:`mtrlrec.train.loop.run`) with its values as a sweep: one compiled
+    call per method, a vmap over its values and tasks.
 
     Args:
       env: the bandit (default ``GaussianBandit(10)``).
@@ -259,25 +221,16 @@ class ParameterStudyRunner:
             vals = _check_sweep(f"ParameterStudyRunner.families[{label!r}]", {name: values})
             self.families[label] = (agent, name, vals[name])
 
-    def program(self):
-        """The jitted study: ``(keys [S], params) -> {label: (avg reward, opt) [H, S]}``."""
-        fns = {label: _avg_reward_program(self.env, agent, self.num_steps)
-               for label, (agent, _, _) in self.families.items()}
-        names = {label: name for label, (_, name, _) in self.families.items()}
-
-        @jax.jit
-        def study(keys, params, values):
-            return {label: fns[label](keys, params, {names[label]: values[label]})
-                    for label in fns}
-
-        return study
-
     def __call__(self, ctx: RunContext) -> Result:
         base = jax.random.PRNGKey(ctx.seed)
         params = self.tasks.sample(jax.random.fold_in(base, 1_000_003), ctx.num_seeds)
-        keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(ctx.num_seeds))
-        values = {label: jnp.asarray(v) for label, (_, _, v) in self.families.items()}
-        out = jax.device_get(self.program()(keys, params, values))
+        out = {}
+        for label, (agent, name, vals) in self.families.items():
+            run = loop.run(self.env, agent, num_steps=self.num_steps, num_seeds=ctx.num_seeds,
+                           env_params=params, env_params_per_seed=True, seed=ctx.seed,
+                           log_every=self.num_steps, hparams={name: vals},
+                           progress=ctx.progress, desc=label)
+            out[label] = (run.metrics["reward"][..., 0], run.metrics["optimal_action"][..., 0])
         final, rows = {}, ["| method | parameter | value | average reward (mean ± SE) | "
                            "optimal action % |", "|---|---|---|---|---|"]
         curves_x, curves_y = {}, {}

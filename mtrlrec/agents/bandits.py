@@ -17,7 +17,7 @@ hyperparameters as float fields of ``state.hparams``, so a sweep over ε, c, α,
   c \ln\ln t\}` for Bernoulli rewards (Garivier & Cappé 2011, §2), solved by a
   vectorised safeguarded Newton iteration.
 * :class:`ThompsonSampling`: Beta–Bernoulli posterior sampling (Chapelle & Li
-  2011, Algorithm 2) with the exact fast sampler of :mod:`mtrlrec.agents.sampling`.
+  2011, Algorithm 2) with the exact fast sampler of :mod:`mtrlrec.core.sampling`.
 * :class:`GaussianThompson`: Normal–Normal posterior sampling with known noise.
 * :class:`Softmax`: Boltzmann exploration :math:`\pi \propto \exp(Q/\tau)`.
 * :class:`EXP3`: exponential weights for adversarial bandits (Auer et al.
@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtrlrec.agents import sampling
+from mtrlrec.core import sampling
 from mtrlrec.core import rng
 from mtrlrec.core.agent import Agent
 from mtrlrec.core.errors import ConfigError, check_float, check_floats, check_int
@@ -99,12 +99,18 @@ def _scalar_reward(reward: jax.Array) -> jax.Array:
 
 
 class _BanditAgent(Agent):
-    """Common checks: a Discrete action space with K >= 2."""
+    """Common checks: a Discrete action space with K >= 2; a new trial (task)
+    starts from fresh statistics with the same hyperparameters."""
 
     def check_compatible(self, obs_spec, action_spec) -> None:
         k = num_actions(action_spec)
         if k < 2:
             raise ConfigError(f"{self.name} needs at least 2 arms, got {k}.")
+        self._specs = (obs_spec, action_spec)  # static; for reset_trial
+
+    def reset_trial(self, key, state, mask):
+        fresh = self.init(key, *self._specs).replace(hparams=state.hparams)
+        return jax.tree.map(lambda f, s: jnp.where(mask, f, s), fresh, state)
 
 
 # -- uniform -------------------------------------------------------------------
@@ -125,12 +131,12 @@ class UniformAgent(_BanditAgent):
     def init(self, key, obs_spec, action_spec):
         return _arm_stats_init(self.hparams(), num_actions(action_spec))
 
-    def act(self, key, state, obs):
-        k = state.counts.shape[0]
-        return jax.random.randint(key, (), 0, k, dtype=jnp.int32), {}
+    def act(self, key, state, obs, *, greedy=False):
+        k = state.counts.shape[0]  # greedy too: uniform has no estimate to exploit
+        return jax.random.randint(key, (), 0, k, dtype=jnp.int32), state, {}
 
-    def update(self, key, state, transition):
-        return update_arm_stats(state, transition.action, _scalar_reward(transition.reward)), {}
+    def observe(self, key, state, transition):
+        return update_arm_stats(state, transition.action, _scalar_reward(transition.reward))
 
 
 # -- ε-greedy --------------------------------------------------------------------
@@ -175,7 +181,7 @@ class EpsilonGreedy(_BanditAgent):
             eps = jnp.minimum(1.0, eps * k / jnp.maximum(state.t, 1).astype(jnp.float32))
         return eps
 
-    def act(self, key, state, obs):
+    def act(self, key, state, obs, *, greedy=False):
         # Two uniforms from one threefry call: u[0] decides exploration; u[1]
         # picks the random arm or the tied greedy arm (only one of them is used,
         # and u[1] is independent of u[0], so both choices stay exactly uniform).
@@ -183,12 +189,14 @@ class EpsilonGreedy(_BanditAgent):
         u = rng.uniform(key, (2,))
         k = state.values.shape[0]
         random_arm = jnp.minimum(jnp.floor(u[1] * k), k - 1).astype(jnp.int32)
-        greedy = _uniform_among(state.values >= max_last(state.values), u[1])
+        best = _uniform_among(state.values >= max_last(state.values), u[1])
+        if greedy:
+            return best, state, {}
         explore = u[0] < self.current_epsilon(state)
-        return jnp.where(explore, random_arm, greedy), {}
+        return jnp.where(explore, random_arm, best), state, {}
 
-    def update(self, key, state, transition):
-        return update_arm_stats(state, transition.action, _scalar_reward(transition.reward)), {}
+    def observe(self, key, state, transition):
+        return update_arm_stats(state, transition.action, _scalar_reward(transition.reward))
 
 
 # -- optimistic greedy -------------------------------------------------------------
@@ -248,24 +256,26 @@ class OptimisticGreedy(_BanditAgent):
     def estimates(state: OptimisticState) -> jax.Array:
         return state.w * state.hparams.initial_value + state.q
 
-    def act(self, key, state, obs):
+    def act(self, key, state, obs, *, greedy=False):
         # As EpsilonGreedy.act: two uniforms from one threefry call.
         u = rng.uniform(key, (2,))
         q = self.estimates(state)
         k = q.shape[0]
         random_arm = jnp.minimum(jnp.floor(u[1] * k), k - 1).astype(jnp.int32)
-        greedy = _uniform_among(q >= max_last(q), u[1])
+        best = _uniform_among(q >= max_last(q), u[1])
+        if greedy:
+            return best, state, {}
         explore = u[0] < state.hparams.epsilon
-        return jnp.where(explore, random_arm, greedy), {}
+        return jnp.where(explore, random_arm, best), state, {}
 
-    def update(self, key, state, transition):
+    def observe(self, key, state, transition):
         a, r = transition.action, _scalar_reward(transition.reward)
         counts = state.counts.at[a].add(1.0)
         alpha = state.hparams.step_size
         beta = jnp.where(alpha > 0, alpha, 1.0 / counts[a])
         w = state.w.at[a].multiply(1.0 - beta)
         q = state.q.at[a].set((1.0 - beta) * state.q[a] + beta * r)
-        return state.replace(counts=counts, w=w, q=q, t=state.t + 1), {}
+        return state.replace(counts=counts, w=w, q=q, t=state.t + 1)
 
 
 # -- UCB1 --------------------------------------------------------------------------
@@ -305,11 +315,13 @@ class UCB1(_BanditAgent):
         bonus = state.hparams.c * jnp.sqrt(log_t / jnp.maximum(state.counts, 1.0))
         return jnp.where(state.counts > 0, state.values + bonus, jnp.inf)
 
-    def act(self, key, state, obs):
-        return jnp.argmax(self.indices(state)).astype(jnp.int32), {}
+    def act(self, key, state, obs, *, greedy=False):
+        if greedy:  # the evaluation policy: exploit the sample means
+            return jnp.argmax(state.values).astype(jnp.int32), state, {}
+        return jnp.argmax(self.indices(state)).astype(jnp.int32), state, {}
 
-    def update(self, key, state, transition):
-        return update_arm_stats(state, transition.action, _scalar_reward(transition.reward)), {}
+    def observe(self, key, state, transition):
+        return update_arm_stats(state, transition.action, _scalar_reward(transition.reward))
 
 
 # -- KL-UCB ------------------------------------------------------------------------
@@ -448,11 +460,13 @@ class KLUCB(_BanditAgent):
         idx = kl_ucb_index(state.values, jnp.maximum(state.counts, 1.0), level, self.num_iters)
         return jnp.where(state.counts > 0, idx, jnp.inf)
 
-    def act(self, key, state, obs):
-        return jnp.argmax(self.indices(state)).astype(jnp.int32), {}
+    def act(self, key, state, obs, *, greedy=False):
+        if greedy:  # the evaluation policy: exploit the sample means
+            return jnp.argmax(state.values).astype(jnp.int32), state, {}
+        return jnp.argmax(self.indices(state)).astype(jnp.int32), state, {}
 
-    def update(self, key, state, transition):
-        return update_arm_stats(state, transition.action, _scalar_reward(transition.reward)), {}
+    def observe(self, key, state, transition):
+        return update_arm_stats(state, transition.action, _scalar_reward(transition.reward))
 
 
 # -- Thompson sampling -------------------------------------------------------------
@@ -538,16 +552,18 @@ class ThompsonSampling(_BanditAgent):
         a, b = self._priors(k)
         return BetaState(self.hparams(), jnp.asarray(a), jnp.asarray(b), jnp.int32(0))
 
-    def act(self, key, state, obs):
+    def act(self, key, state, obs, *, greedy=False):
+        if greedy:  # the posterior means
+            return jnp.argmax(state.alpha / (state.alpha + state.beta)).astype(jnp.int32), state, {}
         a, b = self._priors(state.alpha.shape[0])  # static: K is known at trace time
         shape_ge_one = bool(np.all(a >= 1) and np.all(b >= 1))  # counts only grow
         theta = sampling.beta(key, state.alpha, state.beta, self.bit_source, shape_ge_one)
-        return jnp.argmax(theta).astype(jnp.int32), {}
+        return jnp.argmax(theta).astype(jnp.int32), state, {}
 
-    def update(self, key, state, transition):
+    def observe(self, key, state, transition):
         a, r = transition.action, _scalar_reward(transition.reward)
         return state.replace(alpha=state.alpha.at[a].add(r),
-                             beta=state.beta.at[a].add(1.0 - r), t=state.t + 1), {}
+                             beta=state.beta.at[a].add(1.0 - r), t=state.t + 1)
 
 
 @flax.struct.dataclass
@@ -590,17 +606,19 @@ class GaussianThompson(_BanditAgent):
         return GaussianTSState(self.hparams(), jnp.full(k, tau0, jnp.float32),
                                jnp.full(k, tau0 * self.prior_mean, jnp.float32), jnp.int32(0))
 
-    def act(self, key, state, obs):
+    def act(self, key, state, obs, *, greedy=False):
         mean = state.weighted / state.precision
+        if greedy:
+            return jnp.argmax(mean).astype(jnp.int32), state, {}
         theta = mean + jax.random.normal(key, mean.shape) / jnp.sqrt(state.precision)
-        return jnp.argmax(theta).astype(jnp.int32), {}
+        return jnp.argmax(theta).astype(jnp.int32), state, {}
 
-    def update(self, key, state, transition):
+    def observe(self, key, state, transition):
         a, r = transition.action, _scalar_reward(transition.reward)
         inv_var = 1.0 / self.noise_std ** 2
         return state.replace(precision=state.precision.at[a].add(inv_var),
                              weighted=state.weighted.at[a].add(r * inv_var),
-                             t=state.t + 1), {}
+                             t=state.t + 1)
 
 
 # -- softmax / EXP3 / gradient bandit -----------------------------------------------
@@ -629,12 +647,14 @@ class Softmax(_BanditAgent):
     def init(self, key, obs_spec, action_spec):
         return _arm_stats_init(self.hparams(), num_actions(action_spec))
 
-    def act(self, key, state, obs):
+    def act(self, key, state, obs, *, greedy=False):
+        if greedy:
+            return jnp.argmax(state.values).astype(jnp.int32), state, {}
         probs = jax.nn.softmax(state.values / state.hparams.temperature)
-        return _categorical(key, probs), {}
+        return _categorical(key, probs), state, {}
 
-    def update(self, key, state, transition):
-        return update_arm_stats(state, transition.action, _scalar_reward(transition.reward)), {}
+    def observe(self, key, state, transition):
+        return update_arm_stats(state, transition.action, _scalar_reward(transition.reward))
 
 
 @flax.struct.dataclass
@@ -677,18 +697,18 @@ class EXP3(_BanditAgent):
         k = state.log_weights.shape[0]
         return (1.0 - g) * jax.nn.softmax(state.log_weights) + g / k
 
-    def act(self, key, state, obs):
+    def act(self, key, state, obs, *, greedy=False):
         p = self.probs(state)
-        a = _categorical(key, p)
-        return a, {"prob": p[a]}
+        a = jnp.argmax(p).astype(jnp.int32) if greedy else _categorical(key, p)
+        return a, state, {"prob": p[a]}
 
-    def update(self, key, state, transition):
+    def observe(self, key, state, transition):
         a, r = transition.action, _scalar_reward(transition.reward)
         p = self.probs(state)
         k = p.shape[0]
         lw = state.log_weights.at[a].add(state.hparams.gamma * r / (p[a] * k))
         lw = lw - jnp.max(lw)  # keep the log-weights bounded
-        return state.replace(log_weights=lw, t=state.t + 1), {}
+        return state.replace(log_weights=lw, t=state.t + 1)
 
 
 @flax.struct.dataclass
@@ -731,10 +751,12 @@ class GradientBandit(_BanditAgent):
         return GradientState(self.hparams(), jnp.zeros(k, jnp.float32), jnp.float32(0.0),
                              jnp.int32(0))
 
-    def act(self, key, state, obs):
-        return _categorical(key, jax.nn.softmax(state.preferences)), {}
+    def act(self, key, state, obs, *, greedy=False):
+        if greedy:
+            return jnp.argmax(state.preferences).astype(jnp.int32), state, {}
+        return _categorical(key, jax.nn.softmax(state.preferences)), state, {}
 
-    def update(self, key, state, transition):
+    def observe(self, key, state, transition):
         a, r = transition.action, _scalar_reward(transition.reward)
         pi = jax.nn.softmax(state.preferences)
         if self.baseline:
@@ -745,7 +767,7 @@ class GradientBandit(_BanditAgent):
         h = state.preferences + state.hparams.step_size * (r - base) * (onehot - pi)
         t = state.t + 1
         avg = state.baseline + (r - state.baseline) / t.astype(jnp.float32)
-        return state.replace(preferences=h, baseline=avg, t=t), {}
+        return state.replace(preferences=h, baseline=avg, t=t)
 
 
 __all__ = [

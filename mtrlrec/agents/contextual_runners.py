@@ -1,16 +1,12 @@
 r"""Runners of the contextual-bandit, ads and pricing experiments.
 
-:func:`run_contextual` is a block-structured variant of the online loop
-(:mod:`mtrlrec.train.loop`) for agents that learn periodically: it scans
-blocks of ``learn_every`` steps and calls ``agent.learn`` between blocks
-*unconditionally*, instead of a ``lax.cond`` on a per-seed step counter
-(under ``vmap`` that ``cond`` becomes a ``select`` and would train every step).
-Keys follow the loop's convention, so for agents without ``learn`` the
-results equal :func:`mtrlrec.train.loop.run` with ``log_every = block``.
-The whole run — every seed and every environment-parameter point (e.g. the
-five δ of the wheel bandit) — is one compiled call::
-
-    jit(vmap_params(vmap_seeds(scan_blocks(scan_steps(step); learn))))
+:func:`run_contextual` is a configuration of the one engine
+(:func:`mtrlrec.train.loop.run`): windows of ``block`` steps (the agent's
+``learn_every`` for periodic learners), returned as per-window sums, with an
+optional batch of environment-parameter points run side by side as an
+env-param sweep (``env.<field>``, common random numbers across points), e.g.
+the five δ of the wheel bandit. Every seed and every point is one compiled
+call.
 
 Runners (``Experiment.runner = @WheelRunner()`` etc.):
 
@@ -26,104 +22,56 @@ Runners (``Experiment.runner = @WheelRunner()`` etc.):
 
 from __future__ import annotations
 
-import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import gin
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from mtrlrec.core.agent import Agent
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError, check_int
-from mtrlrec.core.rng import step_keys
-from mtrlrec.core.types import Transition
-from mtrlrec.train.loop import checked_params, choose_num_chunks, step_metrics
+from mtrlrec.train import loop
 from mtrlrec.envs.contextual import WheelBandit, check_wheel_delta, wheel_uniform_regret
 
 
 def run_contextual(env: Environment, agent: Agent, *, num_steps: int, num_seeds: int,
-                   seed: int = 0, env_params: Any = None, params_batched: bool = False,
+                   seed: int = 0, env_sweep: Mapping[str, Sequence[float]] | None = None,
                    block: int | None = None) -> dict[str, np.ndarray]:
-    """Runs ``agent`` on ``env``; returns per-block sums of every scalar metric.
+    """Runs ``agent`` on ``env`` on the loop; returns per-window sums of every metric.
 
     Args:
       env: the environment.
-      agent: the agent; if it has ``learn_every``/``observe``/``learn`` (the
-        neural agents) blocks are ``learn_every`` long and ``learn`` runs
-        after each block.
+      agent: the agent; periodic learners' windows are ``learn_every`` long.
       num_steps: steps per seed, a multiple of the block length.
       num_seeds: independent runs (vmapped).
       seed: base seed; seed i uses ``fold_in(PRNGKey(seed), i)``.
-      env_params: params (default ``env.default_params()``); with
-        ``params_batched`` every leaf has a leading ``[P]`` axis of parameter
-        points run side by side (common random numbers across points).
-      block: block length for agents that do not learn periodically
+      env_sweep: optional ``{field: [P values]}`` of env params run side by
+        side (an env-param sweep of the loop); the sums then have a leading ``[P]``.
+      block: window length for agents that do not learn periodically
         (default: ``num_steps // 50`` or the largest divisor below it).
 
     Returns:
-      name -> ``[S, B]`` (or ``[P, S, B]``) sums over each block of ``B``
-      blocks, plus ``'_block'`` (the block length), ``'_compile_seconds'`` and
-      ``'_seconds'`` (execution after compilation).
+      name -> ``[S, B]`` (or ``[P, S, B]``) sums over each of ``B`` windows
+      (``agent/*``: the mean per ``learn`` call), plus ``'_block'``,
+      ``'_compile_seconds'`` and ``'_seconds'`` (execution after compilation).
     """
     num_steps = check_int("num_steps", num_steps, min_value=1)
-    num_seeds = check_int("num_seeds (--seeds)", num_seeds, min_value=1)
-    learn = getattr(agent, "learn_every", None) is not None
-    if learn:
+    if agent.learn_every > 1:
         block = agent.learn_every
     elif block is None:
-        block = choose_num_chunks(num_steps, max(num_steps // 50, 1))
+        block = loop.choose_num_chunks(num_steps, max(num_steps // 50, 1))
     if num_steps % block:
         raise ConfigError(
             f"num_steps={num_steps} must be a multiple of the block length {block} "
             f"(the agent's train_every).")
-    num_blocks = num_steps // block
-    env_params = checked_params(env, agent, env_params, params_batched)
-
-    def one_run(key, params):
-        k_env, k_agent, k_loop = jax.random.split(key, 3)
-        obs, es = env.reset(k_env, params)
-        ast = agent.init(k_agent, env.observation_spec(params), env.action_spec(params))
-
-        def block_fn(carry, _):
-            es, ast, obs, key = carry
-            key, block_key = jax.random.split(key)
-
-            def step(carry, i):
-                es, ast, obs = carry
-                k_act, k_env, k_upd = step_keys(block_key, i)
-                action, act_info = agent.act(k_act, ast, obs)
-                obs2, es2, reward, term, trunc, info = env.step(k_env, es, action, params)
-                tr = Transition(obs, action, reward, obs2, term, trunc, act_info, info)
-                if learn:
-                    ast2, am = agent.observe(k_upd, ast, tr), {}
-                else:
-                    ast2, am = agent.update(k_upd, ast, tr)
-                return (es2, ast2, obs2), step_metrics(env, reward, info, am)
-
-            (es, ast, obs), m = jax.lax.scan(step, (es, ast, obs), jnp.arange(block))
-            if learn:
-                ast = agent.learn(jax.random.fold_in(block_key, 3 * block), ast)
-            return (es, ast, obs, key), {k: jnp.sum(v) for k, v in m.items()}
-
-        _, sums = jax.lax.scan(block_fn, (es, ast, obs, k_loop), None, length=num_blocks)
-        return sums
-
-    base = jax.random.PRNGKey(seed)
-    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(num_seeds))
-    fn = jax.vmap(one_run, in_axes=(0, None))
-    if params_batched:
-        fn = jax.vmap(fn, in_axes=(None, 0))
-    t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(keys, env_params).compile()
-    t1 = time.perf_counter()
-    out = jax.device_get(compiled(keys, env_params))
-    out = {k: np.asarray(v) for k, v in out.items()}
-    out["_block"] = np.asarray(block)
-    out["_compile_seconds"] = np.asarray(t1 - t0)
-    out["_seconds"] = np.asarray(time.perf_counter() - t1)
-    return out
+    hparams = {f"env.{k}": v for k, v in (env_sweep or {}).items()}
+    out = loop.run(env, agent, num_steps=num_steps, num_seeds=num_seeds, seed=seed,
+                   log_every=block, hparams=hparams or None, num_chunks=1)
+    sums = {k: v if k.startswith("agent/") else v * block for k, v in out.metrics.items()}
+    sums["_block"] = np.asarray(block)
+    sums["_compile_seconds"] = np.asarray(out.compile_seconds)
+    sums["_seconds"] = np.asarray(out.seconds)
+    return sums
 
 
 def _result(**kw):
@@ -180,11 +128,9 @@ class WheelRunner:
     def __call__(self, ctx) -> Any:
         p = self.env.default_params()
         deltas = np.asarray(self.deltas, np.float32)
-        params = jax.tree.map(lambda a: jnp.broadcast_to(a, (len(deltas),)), p)
-        params = params.replace(delta=jnp.asarray(deltas))
         out = run_contextual(self.env, self.agent, num_steps=self.num_steps,
-                             num_seeds=ctx.num_seeds, seed=ctx.seed, env_params=params,
-                             params_batched=True, block=self.block)
+                             num_seeds=ctx.num_seeds, seed=ctx.seed,
+                             env_sweep={"delta": deltas}, block=self.block)
         block = int(out["_block"])
         cum = np.cumsum(out["regret"], axis=-1)  # [P, S, B]
         steps = (np.arange(cum.shape[-1]) + 1) * block
@@ -305,7 +251,7 @@ class PricingRunner:
             final["constrained_regret"] = t * opt["constrained_value"] - rev
             final["budget_violation"] = spend / t - self.env.max_discount_spend
         if "agent/lambda" in out:
-            final["lambda"] = out["agent/lambda"][..., -1] / block
+            final["lambda"] = out["agent/lambda"][..., -1]
         final.update(_not_applicable(ADS_METRICS + ("constrained_regret", "budget_violation"),
                                      ctx.num_seeds, final))
         _log_curves(ctx, steps, curves)

@@ -130,6 +130,8 @@ class SoftmaxWarmStart(_BanditAgent):
         if not isinstance(agent, Agent):
             raise ConfigError(f"SoftmaxWarmStart.agent must be an agent, got {agent!r}.")
         self.agent = agent
+        self.learn_every = agent.learn_every
+        self.has_greedy = agent.has_greedy
         self.logits = None if logits is None else check_floats("SoftmaxWarmStart.logits", logits)
         self.num_steps = check_int("SoftmaxWarmStart.num_steps", num_steps, min_value=0)
         self.step_size = check_float("SoftmaxWarmStart.step_size", step_size, low=0.0)
@@ -154,15 +156,22 @@ class SoftmaxWarmStart(_BanditAgent):
         return WarmStartState(self.hparams(), self.agent.init(key, obs_spec, action_spec),
                               logits, jnp.float32(0.0), jnp.int32(0))
 
-    def act(self, key, state, obs):
+    def act(self, key, state, obs, *, greedy=False):
         k_soft, k_inner = jax.random.split(key)
         a_soft = _categorical(k_soft, jax.nn.softmax(state.logits))
-        a_inner, info = self.agent.act(k_inner, state.inner, obs)
+        a_inner, inner, info = self.agent.act(k_inner, state.inner, obs, greedy=greedy)
+        if greedy:  # evaluation: the wrapped agent's own greedy policy
+            return a_inner, state.replace(inner=inner), info
         warm = state.t < self.num_steps
-        return jnp.where(warm, a_soft, a_inner).astype(jnp.int32), {"warm_start": warm}
+        action = jnp.where(warm, a_soft, a_inner).astype(jnp.int32)
+        return action, state.replace(inner=inner), {"warm_start": warm}
 
-    def update(self, key, state, transition):
-        inner, metrics = self.agent.update(key, state.inner, transition)
+    def learn(self, key, state):
+        inner, metrics = self.agent.learn(key, state.inner)
+        return state.replace(inner=inner), metrics
+
+    def observe(self, key, state, transition):
+        inner = self.agent.observe(key, state.inner, transition)
         a, r = transition.action, _scalar_reward(transition.reward)
         warm = state.t < self.num_steps
         pi = jax.nn.softmax(state.logits)
@@ -172,4 +181,4 @@ class SoftmaxWarmStart(_BanditAgent):
         logits = state.logits + step * (r - base) * (onehot - pi)
         t = state.t + 1
         baseline = state.baseline + (r - state.baseline) / t.astype(jnp.float32)
-        return state.replace(inner=inner, logits=logits, baseline=baseline, t=t), metrics
+        return state.replace(inner=inner, logits=logits, baseline=baseline, t=t)

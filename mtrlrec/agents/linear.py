@@ -38,11 +38,10 @@ with a rank-one step, so an update costs :math:`O(d^2)`:
 
 Deep agents keep a buffer of ``buffer_size`` transitions in their state. They
 expose ``observe`` (the per-step O(d²) update), ``learn`` (the periodic
-training) and ``learn_every``; ``update`` = ``observe`` then
-``lax.cond(t % learn_every == 0, learn)``. Under ``vmap`` with a batched step
-counter ``lax.cond`` becomes a ``select`` that runs ``learn`` every step, so
-:func:`mtrlrec.agents.contextual_runners.run_contextual` instead scans blocks of
-``learn_every`` steps and calls ``learn`` between them.
+training, with its loss as a metric) and ``learn_every`` (``train_every``);
+the loop (:mod:`mtrlrec.train.loop`) scans blocks of ``learn_every`` steps and
+calls ``learn`` between them. The Adam step size is ``state.hparams.learning_rate``,
+so it can be swept in one compiled call.
 
 Vector rewards (several objectives) are scalarised with ``reward_weights``;
 :mod:`mtrlrec.agents.multiobjective` keeps one model per objective instead.
@@ -61,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mtrlrec.agents.sampling import standard_gamma
+from mtrlrec.core.sampling import fast_normals, standard_gamma
 from mtrlrec.core.agent import Agent
 from mtrlrec.core.errors import ConfigError, check_float, check_floats, check_int
 from mtrlrec.core.spaces import Box, num_actions
@@ -121,21 +120,6 @@ def _tri_solve(chol, b, trans):
 def _cho_solve(chol: jax.Array, b: jax.Array) -> jax.Array:
     r""":math:`(LL^\top)^{-1} b` by two triangular solves."""
     return _tri_solve(chol, _tri_solve(chol, b, 0), 1)
-
-
-def fast_normals(key: jax.Array, n: int) -> jax.Array:
-    """``[n]`` standard normals by Box–Muller from hashed counter words
-    (:func:`mtrlrec.agents.sampling.random_bits`: one threefry call per draw of
-    ``n``, several times cheaper on CPU than ``jax.random.normal``)."""
-    from mtrlrec.agents.sampling import random_bits
-
-    half = (n + 1) // 2
-    bits = random_bits(key, 2 * half).reshape(2, half)
-    u1 = (bits[0].astype(jnp.float32) + 0.5) * jnp.float32(2.0**-32)
-    u2 = (bits[1].astype(jnp.float32) + 0.5) * jnp.float32(2.0**-32)
-    r = jnp.sqrt(-2.0 * jnp.log(jnp.minimum(u1, jnp.float32(1.0 - 2.0**-24))))
-    theta = jnp.float32(2.0 * np.pi) * u2
-    return jnp.concatenate([r * jnp.cos(theta), r * jnp.sin(theta)])[:n]
 
 
 def argmax_random_tiebreak(key: jax.Array, values: jax.Array) -> jax.Array:
@@ -251,18 +235,21 @@ class LinUCB(Agent):
         width = jnp.sqrt(jnp.maximum(ax @ x, 0.0))
         return theta_x + state.hparams.alpha * width, ax
 
-    def act(self, key, state, obs):
-        scores, ax = self._scores_and_ax(state, _features(obs, self.fit_intercept))
+    def act(self, key, state, obs, *, greedy=False):
+        x = _features(obs, self.fit_intercept)
+        scores, ax = self._scores_and_ax(state, x)
+        if greedy:  # the ridge estimate without its confidence width
+            scores = jnp.einsum("ki,ki->k", ax, state.b)
         # ties (only before any data) go to the lowest index, as "arbitrarily" in Li et al.
         a = jnp.argmax(scores).astype(jnp.int32)
-        return a, {"a_inv_x": ax[a]}
+        return a, state, {"a_inv_x": ax[a]}
 
-    def update(self, key, state, transition):
+    def observe(self, key, state, transition):
         x = _features(transition.obs, self.fit_intercept)
         r = scalar_reward(transition.reward, self.reward_weights, "LinUCB")
         a = transition.action
         a_inv = rank_one_arm_update(state.a_inv, a, x, transition.act_info.get("a_inv_x"))
-        return state.replace(a_inv=a_inv, b=state.b.at[a].add(r * x), t=state.t + 1), {}
+        return state.replace(a_inv=a_inv, b=state.b.at[a].add(r * x), t=state.t + 1)
 
 
 # --------------------------------------------------------------------------
@@ -443,19 +430,21 @@ class LinTS(Agent):
         k = num_actions(action_spec)
         return LinTSState(self.hparams(), nig_prior(k, d, self.lambda_prior), jnp.int32(0))
 
-    def act(self, key, state, obs):
+    def act(self, key, state, obs, *, greedy=False):
         x = _features(obs, self.fit_intercept)
         values, cov_x = nig_sample_values(key, state.post, x, state.hparams.a0,
                                           state.hparams.b0, return_cov_z=True)
+        if greedy:  # the posterior means
+            values = nig_mean_values(state.post, x)
         action = jnp.argmax(values).astype(jnp.int32)  # continuous samples: no ties
         action = _round_robin(state.t, self.initial_pulls, values.shape[0], action)
-        return action, {"cov_x": cov_x[action]}
+        return action, state, {"cov_x": cov_x[action]}
 
-    def update(self, key, state, transition):
+    def observe(self, key, state, transition):
         x = _features(transition.obs, self.fit_intercept)
         r = scalar_reward(transition.reward, self.reward_weights, "LinTS")
         post = nig_observe(state.post, transition.action, x, r, transition.act_info.get("cov_x"))
-        return state.replace(post=post, t=state.t + 1), {}
+        return state.replace(post=post, t=state.t + 1)
 
 
 # --------------------------------------------------------------------------
@@ -506,6 +495,7 @@ class NeuralHParams:
     a0: jax.Array
     b0: jax.Array
     epsilon: jax.Array
+    learning_rate: jax.Array
 
 
 @flax.struct.dataclass
@@ -549,11 +539,13 @@ class _NeuralBase(Agent):
         # Frozen: the pretrained subtree gets zero updates (and no Adam moments); the
         # file itself is read at the first check/init, so the experiment builds before it exists.
         frozen = pretrained.subtree if pretrained is not None and pretrained.freeze else None
-        self.optimizer = frozen_optimizer(optax.adam(self.learning_rate), None, frozen)
+        # Adam's scaling only: the step size is applied from state.hparams in learn,
+        # so a sweep over learning_rate is one compiled call.
+        self.optimizer = frozen_optimizer(optax.scale_by_adam(), None, frozen)
 
     def hparams(self):
         return NeuralHParams(jnp.float32(self.a0), jnp.float32(self.b0),
-                             jnp.float32(self.epsilon))
+                             jnp.float32(self.epsilon), jnp.float32(self.learning_rate))
 
     def check_compatible(self, obs_spec, action_spec):
         d = context_dim(obs_spec, self._owner)
@@ -594,9 +586,12 @@ class _NeuralBase(Agent):
             post = nig_observe(post, a, z, r)
         return state.replace(buffer=buf, post=post, t=state.t + 1)
 
-    def learn(self, key, state: NeuralState) -> NeuralState:
+    def learn(self, key, state: NeuralState) -> tuple[NeuralState, dict]:
         """``train_steps`` minibatch Adam steps on the buffer (MSE of the pulled
-        arm's head), then (NeuralLinear) the last-layer posterior from the buffer."""
+        arm's head), then (NeuralLinear) the last-layer posterior from the buffer.
+
+        Returns the state and ``{'loss': mean minibatch MSE of the phase}``.
+        """
         buf = state.buffer
         k = state.post.xy.shape[0]
         net = self._net(k)
@@ -609,12 +604,14 @@ class _NeuralBase(Agent):
         def sgd(carry, k_b):
             params, opt_state = carry
             idx = jax.random.randint(k_b, (self.batch_size,), 0, jnp.maximum(buf.size, 1))
-            g = jax.grad(loss_fn)(params, buf.contexts[idx], buf.actions[idx], buf.rewards[idx])
+            loss, g = jax.value_and_grad(loss_fn)(params, buf.contexts[idx], buf.actions[idx],
+                                                  buf.rewards[idx])
             updates, opt_state = self.optimizer.update(g, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), None
+            updates = jax.tree.map(lambda u: u * -state.hparams.learning_rate, updates)
+            return (optax.apply_updates(params, updates), opt_state), loss
 
         keys = jax.random.split(key, self.train_steps)
-        (params, opt_state), _ = jax.lax.scan(sgd, (state.params, state.opt_state), keys)
+        (params, opt_state), losses = jax.lax.scan(sgd, (state.params, state.opt_state), keys)
         has_data = buf.size > 0
         params = jax.tree.map(lambda n, o: jnp.where(has_data, n, o), params, state.params)
         opt_state = jax.tree.map(lambda n, o: jnp.where(has_data, n, o), opt_state,
@@ -624,13 +621,9 @@ class _NeuralBase(Agent):
             z, _ = jax.vmap(lambda x: net.apply(params, x))(buf.contexts)
             valid = jnp.arange(buf.actions.shape[0]) < buf.size
             post = nig_from_data(z, buf.actions, buf.rewards, valid, k, self.lambda_prior)
-        return state.replace(params=params, opt_state=opt_state, post=post)
+        loss = jnp.where(has_data, jnp.mean(losses), 0.0)
+        return state.replace(params=params, opt_state=opt_state, post=post), {"loss": loss}
 
-    def update(self, key, state, transition):
-        state = self.observe(key, state, transition)
-        state = jax.lax.cond(state.t % self.learn_every == 0,
-                             functools.partial(self.learn, key), lambda s: s, state)
-        return state, {}
 
 
 @gin.configurable
@@ -666,13 +659,15 @@ class NeuralLinear(_NeuralBase):
                          buffer_size, initial_pulls, reward_weights, a0, b0, lambda_prior,
                          pretrained=pretrained)
 
-    def act(self, key, state, obs):
+    def act(self, key, state, obs, *, greedy=False):
         k_s, k_t = jax.random.split(key)
         k = state.post.xy.shape[0]
         z, _ = self._net(k).apply(state.params, jnp.asarray(obs, jnp.float32).reshape(-1))
         values = nig_sample_values(k_s, state.post, z, state.hparams.a0, state.hparams.b0)
+        if greedy:
+            values = nig_mean_values(state.post, z)
         action = argmax_random_tiebreak(k_t, values)
-        return _round_robin(state.t, self.initial_pulls, k, action), {}
+        return _round_robin(state.t, self.initial_pulls, k, action), state, {}
 
 
 @gin.configurable
@@ -699,14 +694,16 @@ class NeuralEpsilonGreedy(_NeuralBase):
                          buffer_size, initial_pulls, reward_weights, epsilon=epsilon,
                          pretrained=pretrained)
 
-    def act(self, key, state, obs):
+    def act(self, key, state, obs, *, greedy=False):
         k_e, k_a, k_t = jax.random.split(key, 3)
         k = state.post.xy.shape[0]
         _, q = self._net(k).apply(state.params, jnp.asarray(obs, jnp.float32).reshape(-1))
-        greedy = argmax_random_tiebreak(k_t, q)
+        best = argmax_random_tiebreak(k_t, q)
+        if greedy:
+            return best, state, {}
         rand = jax.random.randint(k_a, (), 0, k, dtype=jnp.int32)
-        action = jnp.where(jax.random.uniform(k_e) < state.hparams.epsilon, rand, greedy)
-        return _round_robin(state.t, self.initial_pulls, k, action), {}
+        action = jnp.where(jax.random.uniform(k_e) < state.hparams.epsilon, rand, best)
+        return _round_robin(state.t, self.initial_pulls, k, action), state, {}
 
 
 @flax.struct.dataclass
@@ -724,9 +721,9 @@ class ContextualUniform(Agent):
         k = num_actions(action_spec)
         return UniformState(hparams={}, arms=jnp.zeros(k, jnp.float32), t=jnp.int32(0))
 
-    def act(self, key, state, obs):
-        k = state.arms.shape[0]
-        return jax.random.randint(key, (), 0, k, dtype=jnp.int32), {}
+    def act(self, key, state, obs, *, greedy=False):
+        k = state.arms.shape[0]  # greedy too: nothing to exploit
+        return jax.random.randint(key, (), 0, k, dtype=jnp.int32), state, {}
 
-    def update(self, key, state, transition):
-        return state.replace(t=state.t + 1), {}
+    def observe(self, key, state, transition):
+        return state.replace(t=state.t + 1)

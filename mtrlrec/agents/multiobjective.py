@@ -56,6 +56,7 @@ class MOState:
     hparams: MOHParams
     post: NIGPosterior  # every leaf has a leading [M] objective axis
     lam: jax.Array  # [] Lagrange multiplier (0 for the unconstrained agent)
+    gap: jax.Array  # [] last constraint gap u·r - κ (0 for the unconstrained agent)
     t: jax.Array
 
 
@@ -104,7 +105,7 @@ class MultiObjectiveLinTS(Agent):
         prior = nig_prior(k, d, self.lambda_prior)
         post = jax.tree.map(lambda a: jnp.broadcast_to(a, (self.num_objectives,) + a.shape),
                             prior)
-        return MOState(self.hparams(), post, jnp.float32(0.0), jnp.int32(0))
+        return MOState(self.hparams(), post, jnp.float32(0.0), jnp.float32(0.0), jnp.int32(0))
 
     def sampled_rewards(self, key, state, obs) -> jax.Array:
         """Thompson samples of every objective for every arm, ``[M, K]``."""
@@ -116,11 +117,11 @@ class MultiObjectiveLinTS(Agent):
     def _scores(self, samples, state):
         return jnp.asarray(self.objective_weights, jnp.float32) @ samples
 
-    def act(self, key, state, obs):
+    def act(self, key, state, obs, *, greedy=False):
         k_s, k_t = jax.random.split(key)
         samples = self.sampled_rewards(k_s, state, obs)
         action = argmax_random_tiebreak(k_t, self._scores(samples, state))
-        return _round_robin(state.t, self.initial_pulls, samples.shape[1], action), {}
+        return _round_robin(state.t, self.initial_pulls, samples.shape[1], action), state, {}
 
     def _observe(self, state, transition):
         x = _features(transition.obs, self.fit_intercept)
@@ -128,9 +129,9 @@ class MultiObjectiveLinTS(Agent):
         post = jax.vmap(lambda p, rm: nig_observe(p, transition.action, x, rm))(state.post, r)
         return state.replace(post=post, t=state.t + 1), r
 
-    def update(self, key, state, transition):
+    def observe(self, key, state, transition):
         state, _ = self._observe(state, transition)
-        return state, {}
+        return state
 
 
 @gin.configurable
@@ -172,8 +173,12 @@ class ConstrainedLinTS(MultiObjectiveLinTS):
         u = jnp.asarray(self.constraint_weights, jnp.float32)
         return (w - state.lam * u) @ samples
 
-    def update(self, key, state, transition):
+    def observe(self, key, state, transition):
         state, r = self._observe(state, transition)
         g = jnp.dot(jnp.asarray(self.constraint_weights, jnp.float32), r) - self.constraint_level
         lam = jnp.clip(state.lam + state.hparams.lagrange_lr * g, 0.0, self.max_multiplier)
-        return state.replace(lam=lam), {"lambda": lam, "constraint_gap": g}
+        return state.replace(lam=lam, gap=g)
+
+    def learn(self, key, state):
+        # learn_every = 1: the multiplier after every step, logged as agent/lambda.
+        return state, {"lambda": state.lam, "constraint_gap": state.gap}

@@ -62,14 +62,14 @@ class OracleEpsilonGreedy(Agent):
     def init(self, key, obs_spec, action_spec):
         return OracleState(self.hparams(), jnp.int32(int(np.argmax(self.means))))
 
-    def act(self, key, state, obs):
+    def act(self, key, state, obs, *, greedy=False):
         k1, k2 = jax.random.split(key)
         arm = jax.random.randint(k2, (), 0, len(self.means), dtype=jnp.int32)
         explore = jax.random.uniform(k1) < state.hparams.epsilon
-        return jnp.where(explore, arm, state.best), {}
+        return jnp.where(explore, arm, state.best), state, {}
 
-    def update(self, key, state, transition):
-        return state, {}
+    def observe(self, key, state, transition):
+        return state
 
 
 def expected_regret(means: Sequence[float], epsilon: float, num_steps: int) -> float:

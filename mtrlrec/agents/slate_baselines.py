@@ -61,8 +61,8 @@ class _StatelessSlateAgent(Agent):
         self.slate_size = int(action_spec.slate_size)
         self.num_candidates = int(action_spec.num_candidates)
 
-    def update(self, key, state, transition):
-        return state, {}
+    def observe(self, key, state, transition):
+        return state
 
 
 @gin.configurable
@@ -71,7 +71,7 @@ class RandomSlate(_StatelessSlateAgent):
 
     need_obs = False
 
-    def act(self, key, state, obs):
+    def act(self, key, state, obs, *, greedy=False):
         """Sequential sampling without replacement from ``k`` uniforms.
 
         Position ``j`` takes the ``r``-th still unused candidate,
@@ -82,7 +82,7 @@ class RandomSlate(_StatelessSlateAgent):
         m, k = self.num_candidates, self.slate_size
         if k > 8:
             u = jax.random.uniform(key, (m,), jnp.float32)
-            return jax.lax.top_k(u, k)[1].astype(jnp.int32), {}
+            return jax.lax.top_k(u, k)[1].astype(jnp.int32), state, {}
         u = jax.random.uniform(key, (k,), jnp.float32)
         chosen = []
         for j in range(k):
@@ -91,7 +91,7 @@ class RandomSlate(_StatelessSlateAgent):
             for _ in range(j):  # fixed point: x = r + #{chosen <= x}
                 x = r + sum((c <= x).astype(jnp.int32) for c in chosen)
             chosen.append(x)
-        return jnp.stack(chosen).astype(jnp.int32), {}
+        return jnp.stack(chosen).astype(jnp.int32), state, {}
 
 
 @gin.configurable
@@ -120,9 +120,9 @@ class OracleGreedySlate(_StatelessSlateAgent):
         return jax.vmap(lambda s: self.choice_model.probabilities(s[None], self._params)[0])(
             scores)
 
-    def act(self, key, state, obs):
+    def act(self, key, state, obs, *, greedy=False):
         p = self.click_probabilities(obs)
-        return _top_k(key, p, self.slate_size), {"click_prob": p}
+        return _top_k(key, p, self.slate_size), state, {"click_prob": p}
 
 
 @gin.configurable
@@ -152,8 +152,8 @@ class FixedTopicSlate(_StatelessSlateAgent):
                 f"FixedTopicSlate.topic={self.topic} is out of range for {dim} topics "
                 f"(expected 0 <= topic < {dim}).")
 
-    def act(self, key, state, obs):
-        return _top_k(key, obs["doc"][:, self.topic], self.slate_size), {}
+    def act(self, key, state, obs, *, greedy=False):
+        return _top_k(key, obs["doc"][:, self.topic], self.slate_size), state, {}
 
 
 __all__ = ["FixedTopicSlate", "OracleGreedySlate", "RandomSlate"]

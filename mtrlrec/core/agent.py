@@ -1,24 +1,52 @@
-"""The pure agent interface (DESIGN §3).
+r"""The pure learner contract (DESIGN §3).
 
 An :class:`Agent` holds static configuration only (network definitions, buffer
-sizes, update period). Everything that changes (statistics, parameters,
-optimiser state, buffers) lives in an ``AgentState`` pytree returned by
-``init`` and threaded through ``act``/``update`` by the loop.
+sizes, the learning period). Everything that changes (statistics, parameters,
+optimiser state, buffers, a recurrent hidden state) lives in a state pytree
+returned by ``init`` and threaded through the loop::
 
-Swept hyperparameters (ε, the c of UCB, step sizes, discounts) are floats in
-``AgentState.hparams`` (a flax struct): the loop overrides them per sweep point
-with ``state.replace(hparams=...)`` under ``vmap``, so a sweep is one compiled
-call, not a recompile per value. ``Agent.hparams()`` returns the configured
-defaults.
+    action, state, info = agent.act(key, state, obs, greedy=False)   # every step
+    state = agent.observe(key, state, transition)                     # every step
+    state, metrics = agent.learn(key, state)                          # every learn_every steps
+
+There is one path for every agent:
+
+* ``act`` returns the state, so a recurrent policy advances its hidden state,
+  also when learning is off (evaluation). ``greedy=True`` asks for the
+  evaluation policy (no exploration); agents that have none set
+  ``has_greedy = False`` and an evaluation phase refuses them.
+* ``observe`` is the cheap per-step part: sufficient statistics, buffer writes.
+* ``learn`` is the expensive part (gradient steps) and returns metrics (losses,
+  TD error, entropy) that the loop logs as ``agent/<name>``. The loop calls it
+  after every block of ``learn_every`` steps for all seeds at once: a
+  ``lax.cond(t % n == 0, learn)`` inside a vmapped step would become a
+  ``select`` that runs ``learn`` on every step. Bandits learn in ``observe``
+  and keep the default ``learn_every = 1`` and the no-op ``learn``.
+
+Batches of users. With ``num_envs`` users per learner (PureJaxRL's
+``NUM_ENVS``) the loop hands ``act`` a batch of observations ``[N, ...]`` and
+``observe`` a batch of transitions. Agents written for a batch set
+``batched = True``; the others get :class:`PerUser`, which acts for each user
+with the same state and observes the users one after another.
+
+Swept hyperparameters (ε, the c of UCB, step sizes, learning rates) are float
+fields of ``state.hparams``: the loop overrides them per sweep point with
+:func:`with_hparams` under ``vmap``, so a sweep is one compiled call.
+:meth:`Agent.check_hparam` validates a swept value with the same check as the
+constructor argument of the same name, so ``{'epsilon': [1.5]}`` is refused
+exactly like ``EpsilonGreedy.epsilon = 1.5``.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Generic, TypeVar
 
 import flax.struct
 import jax
+import jax.numpy as jnp
 
+from mtrlrec.core.errors import ConfigError
 from mtrlrec.core.spaces import Space
 from mtrlrec.core.types import ActInfo, Metrics, PRNGKey, Transition
 
@@ -33,46 +61,162 @@ class AgentState:
 
 
 class Agent(Generic[S]):
-    """Base class of pure agents.
+    """Base class of pure agents (see the module docstring for the contract).
 
-    Periodic learners (neural bandits, DQN, PPO) set ``learn_every`` to an int
-    and implement ``observe`` (the cheap per-step part: store the transition)
-    and ``learn`` (the expensive part: gradient steps). The loop then scans
-    blocks of ``learn_every`` steps and calls ``learn`` between blocks, for all
-    seeds at once. A ``lax.cond(t % n == 0, learn)`` inside ``update`` would be
-    turned into a ``select`` by ``vmap`` (its predicate is per seed) and would
-    run ``learn`` on every step. ``update`` stays the single-step fallback.
+    Class attributes:
+      learn_every: steps between calls of ``learn`` (bandits 1, DQN 4, PPO the
+        rollout length).
+      has_greedy: whether ``act(..., greedy=True)`` is an evaluation policy.
+      batched: whether ``act``/``observe`` take a batch of users.
     """
 
-    learn_every: int | None = None
+    learn_every: int = 1
+    has_greedy: bool = True
+    batched: bool = False
+
+    def __new__(cls, *args, **kwargs):
+        # The constructor arguments, so a swept value can be validated by the
+        # constructor's own checks (check_hparam).
+        obj = super().__new__(cls)
+        obj._init_args = (args, kwargs)
+        return obj
+
+    # -- the contract ------------------------------------------------------------
+    def init(self, key: PRNGKey, obs_spec: Space, action_spec: Space) -> S:
+        raise NotImplementedError
+
+    def act(self, key: PRNGKey, state: S, obs: Any, *, greedy: bool = False
+            ) -> tuple[Any, S, ActInfo]:
+        raise NotImplementedError
 
     def observe(self, key: PRNGKey, state: S, transition: Transition) -> S:
-        """Per-step bookkeeping of a periodic learner (only with ``learn_every``)."""
-        raise NotImplementedError
+        """Per-step bookkeeping; the default keeps the state."""
+        return state
 
-    def learn(self, key: PRNGKey, state: S) -> S:
-        """The periodic learning phase (only with ``learn_every``)."""
-        raise NotImplementedError
+    def learn(self, key: PRNGKey, state: S) -> tuple[S, Metrics]:
+        """The periodic learning phase; the default learns nothing."""
+        return state, {}
+
+    def reset_trial(self, key: PRNGKey, state: S, mask: jax.Array) -> S:
+        """Resets the per-task part of the state where ``mask`` (a new trial starts).
+
+        Called by the loop after the step at which a :class:`~mtrlrec.core.wrappers.Trials`
+        environment ended a trial (``mask`` is a bool, ``[num_envs]`` for batched
+        agents), and before an evaluation. A meta-learner resets its recurrent
+        state and keeps its parameters; a bandit forgets its statistics. The
+        default keeps everything.
+        """
+        return state
 
     def hparams(self) -> Any:
         """The default hyperparameter struct (float arrays) stored in the state."""
         return {}
 
-    def init(self, key: PRNGKey, obs_spec: Space, action_spec: Space) -> S:
-        raise NotImplementedError
-
-    def act(self, key: PRNGKey, state: S, obs: Any) -> tuple[Any, ActInfo]:
-        raise NotImplementedError
-
-    def update(self, key: PRNGKey, state: S, transition: Transition) -> tuple[S, Metrics]:
-        raise NotImplementedError
-
+    # -- checks made before compilation ------------------------------------------
     def check_compatible(self, obs_spec: Space, action_spec: Space) -> None:
         """Raises ``ConfigError`` when this agent cannot act in these spaces."""
+
+    def check_hparam(self, name: str, value: float) -> None:
+        """Raises ``ConfigError`` if ``value`` is not valid for hyperparameter ``name``.
+
+        Rebuilds the agent with the constructor argument ``name`` set to
+        ``value``, so the message is the constructor's own (naming e.g.
+        ``EpsilonGreedy.epsilon``). Hyperparameters that are not constructor
+        arguments are only checked to be finite (by the caller).
+        """
+        args, kwargs = getattr(self, "_init_args", ((), {}))
+        sig = inspect.signature(type(self).__init__)
+        if name not in sig.parameters:
+            return
+        bound = sig.bind_partial(self, *args, **kwargs)
+        bound.arguments[name] = value
+        try:
+            type(self)(*bound.args[1:], **bound.kwargs)
+        except ConfigError as e:  # gin appends "In call to configurable ..." lines
+            raise ConfigError(str(e).splitlines()[0]) from None
 
     @property
     def name(self) -> str:
         return type(self).__name__
+
+
+class AgentWrapper(Agent):
+    """Forwards the whole contract to ``agent``; subclasses override what they change.
+
+    The learning period, the greedy mode and batching are the wrapped agent's, so a
+    wrapped periodic learner still learns every ``learn_every`` steps only.
+    """
+
+    def __init__(self, agent: Agent):
+        self.agent = agent
+        self.learn_every = agent.learn_every
+        self.has_greedy = agent.has_greedy
+        self.batched = agent.batched
+
+    @property
+    def name(self) -> str:
+        return self.agent.name
+
+    def hparams(self):
+        return self.agent.hparams()
+
+    def check_compatible(self, obs_spec, action_spec):
+        self.agent.check_compatible(obs_spec, action_spec)
+
+    def check_hparam(self, name, value):
+        self.agent.check_hparam(name, value)
+
+    def init(self, key, obs_spec, action_spec):
+        return self.agent.init(key, obs_spec, action_spec)
+
+    def act(self, key, state, obs, *, greedy=False):
+        return self.agent.act(key, state, obs, greedy=greedy)
+
+    def observe(self, key, state, transition):
+        return self.agent.observe(key, state, transition)
+
+    def learn(self, key, state):
+        return self.agent.learn(key, state)
+
+    def reset_trial(self, key, state, mask):
+        return self.agent.reset_trial(key, state, mask)
+
+
+class PerUser(AgentWrapper):
+    """Serves a batch of users with an agent written for one user at a time.
+
+    ``act`` acts for every user with the same learner state (a ``vmap``) and
+    returns that state unchanged: agents whose ``act`` changes their state
+    (recurrent policies) must set ``batched = True`` and handle the batch.
+    ``observe`` feeds the users' transitions one after another, in user order,
+    as if they had arrived in turn within the step. ``learn`` is forwarded;
+    ``reset_trial`` resets the shared learner when any user starts a trial.
+    """
+
+    def __init__(self, agent: Agent):
+        super().__init__(agent)
+        self.batched = True
+
+    def act(self, key, state, obs, *, greedy=False):
+        n = jax.tree.leaves(obs)[0].shape[0]
+        keys = jax.random.split(key, n)
+        action, _, info = jax.vmap(
+            lambda k, o: self.agent.act(k, state, o, greedy=greedy))(keys, obs)
+        return action, state, info
+
+    def observe(self, key, state, transition):
+        n = jnp.shape(transition.terminated)[0]
+        keys = jax.random.split(key, n)
+
+        def one(s, xs):
+            k, tr = xs
+            return self.agent.observe(k, s, tr), None
+
+        state, _ = jax.lax.scan(one, state, (keys, transition))
+        return state
+
+    def reset_trial(self, key, state, mask):
+        return self.agent.reset_trial(key, state, jnp.any(mask))
 
 
 def with_hparams(state: Any, overrides: dict[str, jax.Array]) -> Any:
@@ -88,10 +232,14 @@ def with_hparams(state: Any, overrides: dict[str, jax.Array]) -> Any:
         missing = set(overrides) - fields
         new_hp = hp.replace(**overrides) if not missing else hp
     if missing:
-        from mtrlrec.core.errors import ConfigError
-
         known = sorted(hp) if isinstance(hp, dict) else sorted(hp.__dataclass_fields__)
         raise ConfigError(
             f"cannot sweep {sorted(missing)}: the agent's hyperparameters are {known}."
         )
     return state.replace(hparams=new_hp)
+
+
+def hparam_names(agent: Agent) -> list[str]:
+    """The names a sweep may set for ``agent`` (the fields of its hparams)."""
+    hp = agent.hparams()
+    return sorted(hp) if isinstance(hp, dict) else sorted(hp.__dataclass_fields__)

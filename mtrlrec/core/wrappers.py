@@ -1,5 +1,5 @@
 """Environment wrappers: episode statistics, time limits, reward scalarisation,
-and a Gymnasium adapter.
+meta-RL trials, and a Gymnasium adapter.
 
 Wrappers are themselves pure :class:`Environment` s; they keep their own
 bookkeeping in a wrapper state that holds the inner state.
@@ -149,6 +149,84 @@ class ScalarizeReward(Wrapper):
             info[f"reward/{n}"] = reward[i]
         scalar = jnp.dot(jnp.asarray(self.weights, reward.dtype), reward)
         return obs, state, scalar, terminated, truncated, info
+
+
+@flax.struct.dataclass
+class TrialState:
+    inner: Any
+    task: Any          # the env params of the current trial
+    count: jax.Array   # episodes (episodic envs) or steps done in this trial
+
+
+class Trials(Wrapper):
+    """Meta-RL trials: a task sampled at each trial start, kept for ``length`` units.
+
+    A trial is ``length`` episodes (episodic envs) or ``length`` steps (bandits:
+    pulls) on one task (Duan et al. 2016, RL², §2.2). The task (the inner env's
+    params, drawn by ``sampler``) lives in the wrapper state, so every user and
+    seed has its own sequence of tasks; the params passed to ``step`` are
+    ignored. Episodes end and reset inside a trial on the same task; at a
+    trial's end ``info['trial_done']`` is True, a new task is drawn and the env
+    reset. The loop then calls the learner's ``reset_trial`` (a recurrent
+    learner resets its hidden state, a bandit its statistics).
+
+    Put it outermost (``OnlineRunner.trials``), outside ``EpisodeStatistics``.
+
+    Args:
+      env: the environment.
+      sampler: ``sampler(key) -> params`` for one task, or an object with
+        ``sample(key, n)`` returning ``n`` tasks (e.g. ``@BanditTaskDistribution()``).
+      length: episodes (episodic envs) or steps per trial, >= 1.
+    """
+
+    has_trials = True
+
+    def __init__(self, env: Environment, sampler: Any, length: int):
+        super().__init__(env)
+        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+            raise ConfigError(f"Trials.length must be an integer >= 1 (episodes or steps per "
+                              f"trial), got {length!r}.")
+        if hasattr(sampler, "sample"):
+            dist = sampler
+            sampler = lambda key: jax.tree.map(lambda a: a[0], dist.sample(key, 1))  # noqa: E731
+        if not callable(sampler):
+            raise ConfigError(f"Trials.sampler must be a task sampler (a function of a key, or "
+                              f"an object with sample(key, n)), got {sampler!r}.")
+        self.sampler = sampler
+        self.length = length
+        self.episodic = True  # step() does its own resets
+
+    def reset_env(self, key, params):
+        k_task, k_env = jax.random.split(key)
+        task = self.sampler(k_task)
+        obs, inner = self.env.reset_env(k_env, task)
+        return obs, TrialState(inner, task, jnp.int32(0))
+
+    def step_env(self, key, state, action, params):
+        obs, inner, reward, terminated, truncated, info = self.env.step_env(
+            key, state.inner, action, state.task)
+        return obs, state.replace(inner=inner), reward, terminated, truncated, info
+
+    def step(self, key, state, action, params=None):
+        """One step; episode resets keep the task, trial ends draw a new one."""
+        k_step, k_reset, k_task = jax.random.split(key, 3)
+        obs, inner, reward, terminated, truncated, info = self.env.step_env(
+            k_step, state.inner, action, state.task)
+        done = jnp.logical_or(terminated, truncated)
+        inner_episodic = self.env.episodic
+        count = state.count + (done.astype(jnp.int32) if inner_episodic else 1)
+        trial_done = count >= self.length
+        task = jax.tree.map(lambda n, o: jax.lax.select(trial_done, n, o),
+                            self.sampler(k_task), state.task)
+        reset_obs, reset_inner = self.env.reset_env(k_reset, task)
+        reset = jnp.logical_or(done, trial_done) if inner_episodic else trial_done
+        info = dict(info)
+        info["final_observation"] = obs
+        info["trial_done"] = trial_done
+        inner = jax.tree.map(lambda r, s: jax.lax.select(reset, r, s), reset_inner, inner)
+        obs = jax.tree.map(lambda r, s: jax.lax.select(reset, r, s), reset_obs, obs)
+        count = jnp.where(trial_done, 0, count)
+        return obs, TrialState(inner, task, count), reward, terminated, truncated, info
 
 
 def to_gymnasium(env: Environment, params: Any = None, seed: int = 0):

@@ -30,7 +30,46 @@ def dataset_dir(name: str, cache_dir: str | os.PathLike | None = None) -> pathli
     return cache_root() / name
 
 
-__all__ = ["cache_root", "dataset_dir"]
+__all__ = ["cache_root", "dataset_dir", "prepare"]
+
+
+def prepare(name: str, cache_dir: str | os.PathLike | None = None,
+            source: str | os.PathLike | None = None, force: bool = False) -> pathlib.Path:
+    """``mtrlrec data NAME``: prepares data set ``name`` ('obd', 'movielens') and checks it.
+
+    Before anything is written, ``source`` must exist and the cache folder must be
+    creatable; afterwards the prepared folder must hold the data set's files, so
+    a ``--source`` folder that holds no data is an error naming it, never a
+    silent "ready".
+
+    Raises:
+      ConfigError: naming the path at fault.
+    """
+    import importlib
+
+    from mtrlrec.core.errors import ConfigError
+
+    if source is not None and not pathlib.Path(source).expanduser().exists():
+        raise ConfigError(f"--source {source} does not exist.")
+    target = dataset_dir(name, cache_dir)
+    for parent in [target, *target.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"cannot use the cache folder {target}: {parent} is a file, "
+                                  "not a folder.")
+            break
+    module = importlib.import_module(f"mtrlrec.data.{name}")
+    path = module.prepare(cache_dir, source, force)
+    if name == "obd":
+        found = [f"{b}/{c}/{c}.csv" for b in module.POLICIES for c in module.CAMPAIGNS
+                 if (pathlib.Path(path) / b / c / f"{c}.csv").is_file()]
+        if not found:
+            where = f"--source {source}" if source is not None else str(path)
+            raise ConfigError(
+                f"{where} holds no Open Bandit Dataset files: expected "
+                f"<policy>/<campaign>/<campaign>.csv with policy in {list(module.POLICIES)} "
+                f"and campaign in {list(module.CAMPAIGNS)} (e.g. random/all/all.csv).")
+    return path
 
 
 def fetch_wheel(requirement: str, dest: str | os.PathLike) -> pathlib.Path:

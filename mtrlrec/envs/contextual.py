@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtrlrec.agents.linear import fast_normals
+from mtrlrec.core.sampling import fast_normals
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError, check_float, check_int
 from mtrlrec.core.spaces import Box, Discrete

@@ -55,7 +55,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtrlrec.core.agent import Agent
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError, check_int
 from mtrlrec.core.spaces import Box, Discrete
@@ -311,54 +310,8 @@ class OBDContextualReplayBandit(ContextualReplayBandit):
                          log.num_actions, name="OBDContextualReplayBandit")
 
 
-@gin.configurable
-class ReplayAgent(Agent):
-    """Wraps an agent so that it learns only from accepted replay steps.
-
-    ``update`` runs the wrapped agent's update and keeps its result only where
-    ``transition.info['accepted']`` is 1 (a ``lax.select`` over the state, no
-    branching), as Li et al. (2011) Algorithm 1 requires. Everything else is
-    delegated, so sweeps over the wrapped agent's hyperparameters still work.
-
-    Args:
-      agent: the agent to evaluate (e.g. ``@LinUCB()``).
-    """
-
-    def __init__(self, agent: Agent = gin.REQUIRED):
-        if not isinstance(agent, Agent):
-            raise ConfigError(f"ReplayAgent.agent must be an agent such as @LinUCB(), got {agent!r}.")
-        self.agent = agent
-
-    @property
-    def name(self) -> str:
-        return f"Replay({self.agent.name})"
-
-    def hparams(self):
-        return self.agent.hparams()
-
-    def check_compatible(self, obs_spec, action_spec):
-        self.agent.check_compatible(obs_spec, action_spec)
-
-    def init(self, key, obs_spec, action_spec):
-        return self.agent.init(key, obs_spec, action_spec)
-
-    def act(self, key, state, obs):
-        return self.agent.act(key, state, obs)
-
-    def update(self, key, state, transition):
-        if "accepted" not in transition.info:
-            raise ConfigError(
-                "ReplayAgent needs an environment reporting info['accepted'] "
-                "(ContextualReplayBandit); use the agent directly elsewhere."
-            )
-        new_state, metrics = self.agent.update(key, state, transition)
-        ok = transition.info["accepted"] > 0
-        state = jax.tree.map(lambda n, o: jax.lax.select(ok, n, o), new_state, state)
-        return state, metrics
-
-
 __all__ = [
     "ContextualReplayBandit", "ContextualReplayParams", "OBDContextualReplayBandit",
-    "OBDReplayBandit", "ReplayAgent", "ReplayBandit", "ReplayParams", "ReplayState",
+    "OBDReplayBandit", "ReplayBandit", "ReplayParams", "ReplayState",
     "replay_params",
 ]

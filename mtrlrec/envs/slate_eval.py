@@ -74,12 +74,11 @@ def make_episode_fn(env: Environment, agent: Agent, *, max_steps: int, chunk: in
 
     def step(c: _EpisodeCarry, params):
         key, k_act, k_env, k_upd = jax.random.split(c.key, 4)
-        action, act_info = agent.act(k_act, c.agent_state, c.obs)
+        action, a_state, act_info = agent.act(k_act, c.agent_state, c.obs)
         obs, state, reward, term, trunc, info = env.step_env(k_env, c.env_state, action, params)
-        a_state = c.agent_state
         if learn:
             from mtrlrec.core.types import Transition
-            a_state, _ = agent.update(k_upd, a_state, Transition(
+            a_state = agent.observe(k_upd, a_state, Transition(
                 c.obs, action, reward, obs, term, trunc, act_info, info))
         length = c.length + 1
         capped = length >= max_steps

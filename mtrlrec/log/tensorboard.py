@@ -57,17 +57,42 @@ class TensorBoardWriter(MetricWriter):
         )
         self._add(summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, image=img)]), step)
 
-    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float], *,
+                session: str | None = None, step: int = 0) -> None:
+        """An HParams session: ``hparams`` and the final ``metrics`` (scalars at ``step``).
+
+        Each session is its own group (its trial id is its log directory), so
+        TensorBoard never merges and averages two runs, or two sweep points,
+        that happen to share their hyperparameter values. ``session`` names a
+        sub-run (``<logdir>/<session>``, e.g. one per sweep point) that holds
+        only that session; None makes this log directory the session.
+        """
+        if session is not None:
+            sub = TensorBoardWriter(self.logdir / session_dirname(session))
+            try:
+                sub.hparams(hparams, metrics, step=step)
+            finally:
+                sub.close()
+            return
         clean = {k: (v if isinstance(v, (bool, int, float, str)) else str(v))
                  for k, v in hparams.items()}
-        self._add(hparams_summary.hparams_pb(clean), 0)
-        self.scalars(0, metrics)
+        trial = str(self.logdir.resolve())
+        self._add(hparams_summary.hparams_pb(clean, trial_id=trial), step)
+        self.scalars(step, metrics)
 
     def flush(self) -> None:
         self._writer.flush()
 
     def close(self) -> None:
         self._writer.close()
+
+
+def session_dirname(name: str) -> str:
+    """A session name as a relative folder: ``'sweep/epsilon=0.1'`` stays, other characters
+    than letters, digits and ``=,.+-_#[]`` become ``_`` in each part."""
+    parts = ["".join(c if c.isalnum() or c in "=,.+-_#[]" else "_" for c in part)
+             for part in name.split("/") if part not in ("", ".", "..")]
+    return "/".join(parts) or "_"
 
 
 def _png_size(png: bytes) -> tuple[int, int]:

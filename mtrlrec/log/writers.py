@@ -30,9 +30,9 @@ class MultiWriter(MetricWriter):
         for w in self.writers:
             w.image(tag, png, step)
 
-    def hparams(self, hparams, metrics):
+    def hparams(self, hparams, metrics, *, session=None, step=0):
         for w in self.writers:
-            w.hparams(hparams, metrics)
+            w.hparams(hparams, metrics, session=session, step=step)
 
     def flush(self):
         for w in self.writers:

@@ -1,24 +1,31 @@
-r"""The online loop: environment and agent in one ``jit(vmap(lax.scan))``.
+r"""The online engine: environment and learner in one ``jit(vmap(lax.scan))``.
 
 ``run`` compiles one program that advances every seed (and, optionally, every
 point of a hyperparameter sweep) by a chunk of steps::
 
-    chunk = jit(vmap_hparams(vmap_seeds(scan_windows(scan_steps(step)))))
+    chunk = jit(vmap_hparams(vmap_seeds(scan_windows(scan_blocks(scan_steps(step))))))
 
 and calls it repeatedly, so that a long run reports progress, logs and
-checkpoints between chunks while staying one compiled program. Metrics come
-back as NumPy arrays shaped ``[num_seeds, num_logs]`` (``[num_hparams,
-num_seeds, num_logs]`` when sweeping), one entry per window of ``log_every``
-steps:
+checkpoints between chunks while staying one compiled program. The step is
+the learner contract of :mod:`mtrlrec.core.agent` (``act``, ``observe`` every
+step, ``learn`` every ``agent.learn_every`` steps) and is built in
+:mod:`mtrlrec.train.step`, with ``num_envs`` users per learner stepped in a
+``vmap``. Metrics come back as NumPy arrays shaped ``[num_seeds, num_logs]``
+(``[num_hparams, num_seeds, num_logs]`` when sweeping), one entry per window
+of ``log_every`` steps, averaged over the window and the users:
 
-* every scalar entry of the env ``info`` and of the agent's update metrics
-  (prefixed ``agent/``), and the reward (``reward`` or ``reward/<name>`` per
-  component), averaged over the window;
-* keys starting with ``episode_`` (from :class:`EpisodeStatistics`) averaged
-  over the steps where ``info['episode_done']`` only (NaN when no episode ended
-  in the window), plus ``episodes``: the number that ended;
+* every ``info`` entry (small vectors per component), the reward (``reward``
+  or ``reward/<task>``), and ``agent/<name>`` for what ``learn`` returns;
+* keys starting with ``episode_`` averaged over the episodes that ended in the
+  window only (NaN when none did), plus ``episodes``: the number that ended;
 * ``cumulative_<key>`` for each key in ``env.cumulative_metrics``: the running
   sum since step 0 at the end of the window (e.g. cumulative regret).
+
+Train and evaluate phases (Dopamine's iterations): with ``evaluation``, every
+``evaluation.every`` steps the learner is evaluated on fresh users with
+learning off and ``act(..., greedy=True)`` for ``evaluation.episodes``
+episodes per user; those metrics come back as ``eval_metrics`` (``[..., num_evals]``).
+``num_steps = 0`` evaluates the initial (or restored) learner only.
 
 Seed ``i`` uses ``fold_in(PRNGKey(seed), seed_offset + i)``, so seeds run one
 by one (``num_seeds=1, seed_offset=i``) reproduce the vmapped run. Sweep points
@@ -38,30 +45,40 @@ import functools
 import time
 from typing import Any, Callable, Mapping
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtrlrec.core.agent import Agent, with_hparams
+from mtrlrec.core.agent import Agent, PerUser
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError, check_int
-from mtrlrec.core.rng import step_keys as derive_step_keys
-from mtrlrec.core.types import Transition
 from mtrlrec.train import sharding
+from mtrlrec.train.step import (LoopCarry, choose_divisor, init_carry, make_eval_fn,
+                                make_window_fn, step_metrics)
+
+__all__ = ["Evaluation", "LoopCarry", "LoopOutput", "LoopResume", "checked_params",
+           "choose_num_chunks", "run", "step_metrics"]
+
+MAX_STEPS = 2**31 - 1  # the int32 step counters of the loop and of the agents
+EVAL_STREAM = 0x5EED_E7A1  # fold_in data of the evaluation users' keys
 
 
-@flax.struct.dataclass
-class LoopCarry:
-    """Everything that is carried from one step to the next, for one seed."""
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """An evaluation phase: fresh users, learning off, the greedy policy.
 
-    env_state: Any
-    agent_state: Any
-    obs: Any
-    key: jax.Array
-    cumulative: dict[str, jax.Array]
-    t: jax.Array
+    Attributes:
+      every: evaluate after every this many training steps (a multiple of
+        ``log_every`` dividing ``num_steps``); None with ``num_steps = 0``.
+      episodes: episodes per user (episodic environments).
+      max_steps: step cap per user (episodic), or the evaluation horizon
+        (non-episodic environments such as bandits); RecSim's
+        ``max_steps_per_episode`` is 27,000.
+    """
 
+    every: int | None = None
+    episodes: int = 1
+    max_steps: int = 27_000
 
 @dataclasses.dataclass
 class LoopOutput:
@@ -72,8 +89,10 @@ class LoopOutput:
       metrics: name -> ``[num_seeds, num_logs]`` (or ``[H, num_seeds, num_logs]``).
       carry: the final :class:`LoopCarry`, batched like the metrics (padding seeds dropped).
       hparams: the swept values, name -> ``[H]`` (empty without a sweep).
-      seconds: wall time of the compiled chunks (excluding the first compile).
-      compile_seconds: wall time of the first chunk (compilation included).
+      seconds: wall time of the compiled chunks (compilation excluded).
+      compile_seconds: wall time of compiling the chunk program.
+      eval_steps: ``[num_evals]`` training steps at each evaluation.
+      eval_metrics: name -> ``[num_seeds, num_evals]`` (or ``[H, num_seeds, num_evals]``).
     """
 
     steps: np.ndarray
@@ -82,6 +101,8 @@ class LoopOutput:
     hparams: dict[str, np.ndarray]
     seconds: float = 0.0
     compile_seconds: float = 0.0
+    eval_steps: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+    eval_metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -95,159 +116,62 @@ class LoopResume:
     carry: Any
     metrics: dict[str, np.ndarray]
     next_chunk: int
+    eval_metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
-def _scalar_metrics(prefix: str, d: Mapping[str, Any]) -> dict[str, jax.Array]:
-    out = {}
-    for k, v in d.items():
-        if k == "final_observation":
-            continue
-        v = jnp.asarray(v)
-        if v.ndim == 0 and (jnp.issubdtype(v.dtype, jnp.number) or v.dtype == jnp.bool_):
-            out[prefix + k] = v.astype(jnp.float32)
-    return out
+def check_sweep(hparams: Mapping[str, Any] | None, agent: Agent, env: Environment,
+                env_params: Any, batched_params: bool, owner: str = "hparams"
+                ) -> tuple[dict[str, jnp.ndarray], int]:
+    """The sweep as float32 arrays ``[H]``, every value checked like a single binding.
 
-
-def step_metrics(env: Environment, reward, info, agent_metrics) -> dict[str, jax.Array]:
-    """The scalars logged for one step: info entries, reward (per component), ``agent/`` metrics."""
-    m = _scalar_metrics("", info)
-    reward = jnp.asarray(reward, jnp.float32)
-    if reward.ndim == 0:
-        m["reward"] = reward
-    else:
-        for i, name in enumerate(env.reward_names):
-            m[f"reward/{name}"] = reward[i]
-    m.update(_scalar_metrics("agent/", agent_metrics))
-    return m
-
-
-def _per_episode(name: str) -> bool:
-    """Whether metric ``name`` is averaged over the episodes that ended, not the steps."""
-    return name.startswith("episode_") and name != "episode_done"
-
-
-def _episode_weighted(metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """Per-episode entries count only where ``episode_done`` (so that their sum
-    over a window divided by the episodes ended is their mean)."""
-    done = metrics.get("episode_done")
-    if done is None:
-        return metrics
-    return {k: v * done if _per_episode(k) else v for k, v in metrics.items()}
-
-
-def _kahan_add(sums, x):
-    """Compensated summation: ``sums`` maps a name to ``(total, compensation)``."""
-    out = {}
-    for k, v in x.items():
-        total, comp = sums[k]
-        y = v - comp
-        t = total + y
-        out[k] = (t, (t - total) - y)
-    return out
-
-
-def _init_carry(env, agent, env_params, key, hparams) -> LoopCarry:
-    k_env, k_agent, k_loop = jax.random.split(key, 3)
-    obs, env_state = env.reset(k_env, env_params)
-    agent_state = agent.init(k_agent, env.observation_spec(env_params), env.action_spec(env_params))
-    agent_state = with_hparams(agent_state, hparams)
-    return LoopCarry(env_state, agent_state, obs, k_loop, {}, jnp.int32(0))
-
-
-def _make_window_fn(env: Environment, agent: Agent, log_every: int):
-    """Returns ``window(carry, env_params) -> (carry, window_metrics)``.
-
-    For periodic learners (``agent.learn_every``) the window is a scan over
-    blocks of ``learn_every`` steps (``observe`` each step) followed by ``learn``.
+    Agent hyperparameters go through :meth:`Agent.check_hparam` (the
+    constructor's own check), env fields through ``env.check_params`` on the
+    params with that value; names that are neither are refused.
     """
-    periodic = agent.learn_every is not None
-    if periodic and log_every % agent.learn_every:
-        raise ConfigError(
-            f"log_every={log_every} must be a multiple of the agent's learn_every="
-            f"{agent.learn_every} (its training period)."
-        )
-
-    def one_step(carry, env_params, window_key, i):
-        k_act, k_env, k_upd = derive_step_keys(window_key, i)
-        action, act_info = agent.act(k_act, carry.agent_state, carry.obs)
-        obs, env_state, reward, terminated, truncated, info = env.step(
-            k_env, carry.env_state, action, env_params
-        )
-        transition = Transition(
-            carry.obs, action, reward, obs, terminated, truncated, act_info, info
-        )
-        if periodic:
-            agent_state, agent_metrics = agent.observe(k_upd, carry.agent_state, transition), {}
-        else:
-            agent_state, agent_metrics = agent.update(k_upd, carry.agent_state, transition)
-        metrics = _episode_weighted(step_metrics(env, reward, info, agent_metrics))
-        new = carry.replace(env_state=env_state, agent_state=agent_state, obs=obs, t=carry.t + 1)
-        return new, metrics
-
-    # A window is a scan over blocks of steps (periodic learners: their training
-    # period, then ``learn``). Metrics are summed step by step in the carry, plainly
-    # within a block and with Kahan compensation across blocks. Unlike stacking them
-    # and reducing (XLA orders a reduction by the batch shape) this gives a seed the
-    # same sums in any batch and on any number of devices, within about an ulp of
-    # the exact sums, and saves a buffer write per metric and step.
-    block_len = agent.learn_every if periodic else choose_num_chunks(log_every, 16)
-
-    def step(state, i):
-        carry, env_params, window_key, partial = state
-        carry, metrics = one_step(carry, env_params, window_key, i)
-        return (carry, env_params, window_key, jax.tree.map(jnp.add, partial, metrics)), None
-
-    def window(carry: LoopCarry, env_params):
-        key, window_key = jax.random.split(carry.key)
-        carry = carry.replace(key=key)
-        shapes = jax.eval_shape(lambda c: one_step(c, env_params, window_key, 0)[1], carry)
-        zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
-
-        def block(state, b):
-            # Steps of block b are numbered b·block_len + j within the window; their
-            # keys use fold_in data < 3·log_every, so the learn keys start above that.
-            carry, sums = state
-            (carry, _, _, partial), _ = jax.lax.scan(
-                step, (carry, env_params, window_key, zeros),
-                b * block_len + jnp.arange(block_len))
-            if periodic:
-                learn_key = jax.random.fold_in(window_key, 3 * log_every + b)
-                carry = carry.replace(agent_state=agent.learn(learn_key, carry.agent_state))
-            return (carry, _kahan_add(sums, partial)), None
-
-        sums = {k: (z, z) for k, z in zeros.items()}
-        (carry, sums), _ = jax.lax.scan(block, (carry, sums), jnp.arange(log_every // block_len))
-        sums = {k: total - comp for k, (total, comp) in sums.items()}
-        out = {}
-        episodes = sums.get("episode_done")
-        for k, v in sums.items():
-            if _per_episode(k) and episodes is not None:
-                out[k] = jnp.where(episodes > 0, v / jnp.maximum(episodes, 1.0), jnp.nan)
-            elif k == "episode_done":
-                out["episodes"] = v
-            else:
-                out[k] = v / log_every
-        cumulative = dict(carry.cumulative)
-        for k in env.cumulative_metrics:
-            if k in sums:
-                cumulative[k] = cumulative.get(k, jnp.float32(0.0)) + sums[k]
-                out[f"cumulative_{k}"] = cumulative[k]
-        return carry.replace(cumulative=cumulative), out
-
-    return window
-
-
-def _check_sweep(hparams: Mapping[str, Any] | None) -> tuple[dict[str, jnp.ndarray], int]:
     if not hparams:
         return {}, 0
-    arrays = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
-    sizes = {k: a.shape[0] if a.ndim >= 1 else None for k, a in arrays.items()}
-    if any(s is None for s in sizes.values()) or len(set(sizes.values())) != 1:
+    arrays = {}
+    for k, v in hparams.items():
+        try:
+            a = np.asarray(v, np.float32)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{owner}[{k!r}] must be a list of numbers, got {v!r}.") from None
+        if a.ndim < 1 or a.size == 0:
+            raise ConfigError(
+                f"{owner}[{k!r}] must be a non-empty list with one value per sweep point, "
+                f"got {v!r}.")
+        bad = np.flatnonzero(~np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1))
+        if bad.size:
+            raise ConfigError(f"{owner}[{k!r}][{bad[0]}] must be finite, got {a[bad[0]]}.")
+        arrays[k] = a
+    sizes = {k: a.shape[0] for k, a in arrays.items()}
+    if len(set(sizes.values())) != 1:
         raise ConfigError(
-            "hyperparameter sweep values must be lists with one entry per sweep point, all of "
-            f"equal length; got sizes {sizes}."
-        )
-    return arrays, next(iter(sizes.values()))
+            f"{owner} lists must have one entry per sweep point, all of equal length; got {sizes}.")
+    agent_names = set(_hparam_fields(agent.hparams()))
+    for k, a in arrays.items():
+        field = k[4:] if k.startswith("env.") else None
+        if field is not None and (env_params is None or not hasattr(env_params, field)):
+            raise ConfigError(f"{owner}: cannot sweep {k!r}: the environment {env.name} has no "
+                              f"parameter {field!r}.")
+        if field is None and k not in agent_names:
+            raise ConfigError(
+                f"{owner}: cannot sweep {k!r}: {agent.name}'s hyperparameters are "
+                f"{sorted(agent_names)} (environment parameters are swept as 'env.<field>').")
+        for i, x in enumerate(a):
+            try:
+                if field is not None and not batched_params:
+                    env.check_params(env_params.replace(**{field: x}))
+                elif field is None and x.ndim == 0:
+                    agent.check_hparam(k, float(x))
+            except ConfigError as e:
+                shown = f"{float(x):g}" if x.ndim == 0 else str(x.tolist())
+                raise ConfigError(f"{owner}[{k!r}][{i}] = {shown}: {e}") from None
+    return {k: jnp.asarray(a) for k, a in arrays.items()}, next(iter(sizes.values()))
+
+
+def _hparam_fields(hp) -> list[str]:
+    return list(hp) if isinstance(hp, dict) else list(getattr(hp, "__dataclass_fields__", {}))
 
 
 def _split_sweep(hp: Mapping[str, jax.Array]):
@@ -280,8 +204,8 @@ def checked_params(env: Environment, agent: Agent, env_params: Any, batched: boo
 
 
 def choose_num_chunks(num_logs: int, target: int = 10) -> int:
-    """The largest divisor of ``num_logs`` that is <= ``target`` (chunks, or block lengths)."""
-    return max(d for d in range(1, min(num_logs, target) + 1) if num_logs % d == 0)
+    """The largest divisor of ``num_logs`` that is <= ``target``."""
+    return choose_divisor(num_logs, target)
 
 
 def run(
@@ -290,14 +214,17 @@ def run(
     *,
     num_steps: int,
     num_seeds: int = 1,
+    num_envs: int = 1,
     env_params: Any = None,
     env_params_per_seed: bool = False,
     seed: int = 0,
     seed_offset: int = 0,
     log_every: int = 1,
     hparams: Mapping[str, Any] | None = None,
+    evaluation: Evaluation | None = None,
     num_chunks: int | None = None,
     resume: LoopResume | None = None,
+    init_agent_state: Any = None,
     on_chunk: Callable[[int, int, LoopOutput], None] | None = None,
     progress: bool = False,
     desc: str = "run",
@@ -307,9 +234,13 @@ def run(
 
     Args:
       env: the environment (wrap it in ``EpisodeStatistics`` for episode returns).
-      agent: the agent.
-      num_steps: steps per seed; a multiple of ``log_every``.
-      num_seeds: independent runs, vmapped (and sharded over devices).
+      agent: the learner.
+      num_steps: training steps per seed; a multiple of ``log_every``; 0 with an
+        ``evaluation`` evaluates the initial (or ``init_agent_state``) learner.
+      num_seeds: independent learners, vmapped (and sharded over devices).
+      num_envs: users per learner, stepped in a ``vmap`` and handed to the
+        learner as a batch; agents not written for batches (``batched``) are
+        wrapped in :class:`~mtrlrec.core.agent.PerUser`.
       env_params: env params; default ``env.default_params()``.
       env_params_per_seed: if True every leaf of ``env_params`` has a leading
         ``[num_seeds]`` axis (a task per seed, e.g. sampled arm means).
@@ -317,10 +248,15 @@ def run(
       seed_offset: index of the first seed (runs seeds ``offset..offset+n-1``).
       log_every: window length over which metrics are averaged.
       hparams: optional sweep, name -> ``[H]`` values; agent hyperparameters by
-        name (``epsilon``), env params as ``env.<field>``.
+        name (``epsilon``, ``learning_rate``), env params as ``env.<field>``.
+      evaluation: an optional :class:`Evaluation` phase.
       num_chunks: number of compiled calls the run is split into (progress,
-        logging and checkpoints happen between them); default up to 10.
+        logging and checkpoints happen between them); default up to 10, and
+        one per evaluation period with ``evaluation``.
       resume: continue from a :class:`LoopResume` of the same configuration.
+      init_agent_state: a learner state (e.g. restored from a checkpoint or an
+        export) that replaces the initial one of every seed; batched like the
+        carry's (``[num_seeds, ...]``) or one state for all seeds.
       on_chunk: called as ``on_chunk(chunk_index, num_chunks, partial_output)``
         after every chunk (logging, checkpointing).
       progress: show a progress bar with steps/s and ETA.
@@ -332,15 +268,24 @@ def run(
     Returns:
       A :class:`LoopOutput`.
     """
-    num_steps = check_int("num_steps", num_steps, min_value=1)
+    num_steps = check_int("num_steps", num_steps, min_value=0 if evaluation else 1)
+    if num_steps > MAX_STEPS:
+        raise ConfigError(
+            f"num_steps={num_steps:,} is more than 2^31 - 1 steps per seed, the range of the "
+            f"int32 step counters; split the run or use more seeds (--seeds) instead.")
     num_seeds = check_int("num_seeds (--seeds)", num_seeds, min_value=1)
+    num_envs = check_int("num_envs", num_envs, min_value=1)
     log_every = check_int("log_every", log_every, min_value=1)
     if num_steps % log_every:
         raise ConfigError(
             f"num_steps={num_steps} must be a multiple of log_every={log_every}."
         )
+    if num_steps == 0:  # evaluation only: no window runs, any valid length will do
+        log_every = agent.learn_every
     num_logs = num_steps // log_every
-    if num_chunks is None:
+    if evaluation is not None:
+        num_chunks = _eval_chunks(evaluation, num_steps, log_every, num_chunks)
+    elif num_chunks is None:
         num_chunks = choose_num_chunks(num_logs)
     num_chunks = check_int("num_chunks", num_chunks, min_value=1)
     if num_logs % num_chunks:
@@ -348,8 +293,10 @@ def run(
             f"num_chunks={num_chunks} must divide the number of log windows {num_logs}."
         )
     windows_per_chunk = num_logs // num_chunks
+    if num_envs > 1 and not agent.batched:
+        agent = PerUser(agent)
     env_params = checked_params(env, agent, env_params, env_params_per_seed)
-    sweep, num_hp = _check_sweep(hparams)
+    sweep, num_hp = check_sweep(hparams, agent, env, env_params, env_params_per_seed)
 
     devices = sharding.seed_devices(num_seeds, devices)
     padded = sharding.padded_size(num_seeds, devices)
@@ -366,103 +313,171 @@ def run(
             return jnp.concatenate([a, jnp.repeat(a[-1:], padded - num_seeds, 0)], 0)
         env_params = jax.tree.map(pad, env_params)
     params_axis = 0 if env_params_per_seed else None
-    init_fn, chunk_fn, window = _compiled(env, agent, log_every, windows_per_chunk, params_axis,
-                                          bool(num_hp), devices)
+    programs = _compiled(env, agent, log_every, max(windows_per_chunk, 1), params_axis,
+                         bool(num_hp), devices, num_envs, evaluation)
     keys = sharding.shard_along(keys, 0, devices)
     if env_params_per_seed:
         env_params = sharding.shard_along(env_params, 0, devices)
 
-    carry = init_fn(keys, env_params, sweep)
+    carry = programs.init(keys, env_params, sweep)
     # The cumulative dict must exist in the carry from the start so the chunk
     # program has a fixed structure: trace one window abstractly to learn its keys.
-    carry = _with_cumulative_keys(carry, env, window, env_params, params_axis, num_hp,
+    carry = _with_cumulative_keys(carry, env, programs.window, env_params, params_axis, num_hp,
                                   devices)
     seed_axis = 1 if num_hp else 0
+    if init_agent_state is not None:
+        carry = carry.replace(agent_state=_place_agent_state(
+            carry.agent_state, init_agent_state, seed_axis, num_seeds))
     collected: dict[str, list[np.ndarray]] = {}
+    evals: dict[str, list[np.ndarray]] = {}
     start_chunk = 0
     if resume is not None:
         carry = _restore_carry(carry, resume.carry, seed_axis, num_seeds)
         collected = {k: [np.asarray(v)] for k, v in resume.metrics.items()}
+        evals = {k: [np.asarray(v)] for k, v in resume.eval_metrics.items()}
         start_chunk = int(resume.next_chunk)
         if start_chunk > num_chunks:
             raise ConfigError(
                 f"cannot resume at chunk {start_chunk}: this run has {num_chunks} chunks."
             )
+    eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, EVAL_STREAM))(keys)
+
+    def evaluate():
+        m = jax.device_get(programs.evaluate(carry.agent_state, eval_keys, env_params, sweep))
+        for k, v in m.items():
+            evals.setdefault(f"eval/{k}", []).append(
+                _trim(np.asarray(v)[..., None], seed_axis, num_seeds))
 
     bar = None
-    if progress:
+    if progress and num_steps:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=num_steps, initial=start_chunk * windows_per_chunk * log_every,
                    desc=desc, unit="step", dynamic_ncols=True, leave=True)
     seconds = compile_seconds = 0.0
     out = None
+    if num_steps == 0:
+        evaluate()
+        num_chunks = 0
+    if start_chunk < num_chunks:
+        # Compiled ahead of the first call (which then reuses it), so that
+        # ``seconds`` times every chunk and ``compile_seconds`` compilation alone.
+        t0 = time.perf_counter()
+        programs.chunk.lower(carry, env_params, sweep).compile()
+        compile_seconds = time.perf_counter() - t0
     for c in range(start_chunk, num_chunks):
         t0 = time.perf_counter()
-        carry, m = chunk_fn(carry, env_params, sweep)
+        carry, m = programs.chunk(carry, env_params, sweep)
         m = jax.device_get(m)
         dt = time.perf_counter() - t0
-        if c == start_chunk:
-            compile_seconds = dt
-        else:
-            seconds += dt
+        seconds += dt
         for k, v in m.items():
             collected.setdefault(k, []).append(_trim(np.asarray(v), seed_axis, num_seeds))
+        if evaluation is not None:
+            evaluate()
         if bar is not None:
             bar.update(windows_per_chunk * log_every)
-            rate = num_seeds * max(num_hp, 1) * windows_per_chunk * log_every / max(dt, 1e-9)
-            bar.set_postfix_str(f"{rate:,.0f} seed·steps/s")
-        out = _output(collected, log_every, _real_seeds(carry, seed_axis, num_seeds), sweep,
-                      seconds, compile_seconds)
+            rate = num_seeds * max(num_hp, 1) * num_envs * windows_per_chunk * log_every / max(
+                dt, 1e-9)
+            bar.set_postfix_str(f"{rate:,.0f} user·steps/s")
+        out = _output(collected, evals, log_every, _real_seeds(carry, seed_axis, num_seeds),
+                      sweep, seconds, compile_seconds, evaluation)
         if on_chunk is not None:
             on_chunk(c, num_chunks, out)
     if bar is not None:
         bar.close()
-    if out is None:  # resumed a finished run
-        out = _output(collected, log_every, _real_seeds(carry, seed_axis, num_seeds), sweep,
-                      0.0, 0.0)
+    if out is None:  # evaluation only, or resumed a finished run
+        out = _output(collected, evals, log_every, _real_seeds(carry, seed_axis, num_seeds),
+                      sweep, 0.0, 0.0, evaluation)
     return out
 
 
+def _eval_chunks(evaluation: Evaluation, num_steps: int, log_every: int,
+                 num_chunks: int | None) -> int:
+    """Chunks of a run with evaluation: one per evaluation period."""
+    check_int("Evaluation.episodes", evaluation.episodes, min_value=1)
+    check_int("Evaluation.max_steps", evaluation.max_steps, min_value=1)
+    if num_steps == 0:
+        return 1
+    if evaluation.every is None:
+        raise ConfigError("an evaluation phase during training needs its period "
+                          "(OnlineRunner.eval_every).")
+    every = check_int("eval_every", evaluation.every, min_value=1)
+    if every % log_every or num_steps % every:
+        raise ConfigError(
+            f"eval_every={every} must be a multiple of log_every={log_every} and divide "
+            f"num_steps={num_steps}.")
+    if num_chunks is not None and num_chunks != num_steps // every:
+        raise ConfigError(
+            f"num_chunks={num_chunks} must be num_steps / eval_every = {num_steps // every} "
+            "with an evaluation phase (one compiled chunk per evaluation period).")
+    return num_steps // every
+
+
+@dataclasses.dataclass(frozen=True)
+class _Programs:
+    init: Callable
+    chunk: Callable
+    evaluate: Callable | None
+    window: Callable
+
+
 @functools.lru_cache(maxsize=64)
-def _compiled(env, agent, log_every, windows_per_chunk, params_axis, sweep, devices):
-    """The jitted init and chunk functions, cached so repeated runs reuse compilations.
+def _compiled(env, agent, log_every, windows_per_chunk, params_axis, sweep, devices, num_envs,
+              evaluation):
+    """The jitted init, chunk and evaluation functions, cached so repeated runs
+    reuse compilations.
 
     On several devices they are ``shard_map``-ped over the seed axis: every
     device advances its own seeds, and the carry comes out split the way it went
     in, so every chunk runs the one compiled program.
     """
-    window = _make_window_fn(env, agent, log_every)
+    window = make_window_fn(env, agent, log_every, num_envs)
+    evaluate = None
+    if evaluation is not None:
+        evaluate = make_eval_fn(env, agent, episodes=evaluation.episodes,
+                                max_steps=evaluation.max_steps, num_envs=num_envs)
+
+    def params_for(params, hp):
+        env_hp, _ = _split_sweep(hp)
+        return _override_env_params(params, env_hp)
 
     def one_seed_init(key, params, hp):
-        env_hp, agent_hp = _split_sweep(hp)
-        params = _override_env_params(params, env_hp)
-        return _init_carry(env, agent, params, key, agent_hp)
+        _, agent_hp = _split_sweep(hp)
+        return init_carry(env, agent, params_for(params, hp), key, agent_hp, num_envs)
 
     def one_seed_chunk(carry, params, hp):
-        env_hp, _ = _split_sweep(hp)
-        params = _override_env_params(params, env_hp)
+        params = params_for(params, hp)
         return jax.lax.scan(lambda c, _: window(c, params), carry, None, length=windows_per_chunk)
+
+    def one_seed_eval(agent_state, key, params, hp):
+        return evaluate(agent_state, key, params_for(params, hp))
 
     init_fn = jax.vmap(one_seed_init, in_axes=(0, params_axis, None))
     chunk_fn = jax.vmap(one_seed_chunk, in_axes=(0, params_axis, None))
+    eval_fn = jax.vmap(one_seed_eval, in_axes=(0, 0, params_axis, None))
     if sweep:
         init_fn = jax.vmap(init_fn, in_axes=(None, None, 0))
         chunk_fn = jax.vmap(chunk_fn, in_axes=(0, None, 0))
+        eval_fn = jax.vmap(eval_fn, in_axes=(0, None, None, 0))
     seed_axis = 1 if sweep else 0
     if devices > 1:
         # Each device runs the program on its own seeds, with no communication:
         # under plain GSPMD a while loop over the batch (the Gamma sampler's
         # retries) synchronised the devices at every iteration.
         seeds = sharding.spec_along(seed_axis)
-        params_spec = sharding.spec_along(0) if params_axis == 0 else sharding.P()
+        keys = sharding.spec_along(0)
+        params_spec = keys if params_axis == 0 else sharding.P()
         mesh = sharding.seed_mesh(devices)
-        init_fn = jax.shard_map(init_fn, mesh=mesh, in_specs=(sharding.spec_along(0), params_spec,
-                                                              sharding.P()),
+        init_fn = jax.shard_map(init_fn, mesh=mesh, in_specs=(keys, params_spec, sharding.P()),
                                 out_specs=seeds, check_vma=False)
         chunk_fn = jax.shard_map(chunk_fn, mesh=mesh, in_specs=(seeds, params_spec, sharding.P()),
                                  out_specs=(seeds, seeds), check_vma=False)
-    return jax.jit(init_fn), jax.jit(chunk_fn, donate_argnums=(0,)), window
+        eval_fn = jax.shard_map(eval_fn, mesh=mesh,
+                                in_specs=(seeds, keys, params_spec, sharding.P()),
+                                out_specs=seeds, check_vma=False)
+    return _Programs(jax.jit(init_fn), jax.jit(chunk_fn, donate_argnums=(0,)),
+                     jax.jit(eval_fn) if evaluate is not None else None, window)
 
 
 def _with_cumulative_keys(carry, env, window, env_params, params_axis, num_hp, devices):
@@ -477,6 +492,41 @@ def _with_cumulative_keys(carry, env, window, env_params, params_axis, num_hp, d
     # Placed like the seeds, so that a restored carry (put leaf by leaf on the
     # template's shardings) is not half on one device and half spread.
     return carry.replace(cumulative=sharding.shard_along(zeros, 1 if num_hp else 0, devices))
+
+
+def _place_agent_state(template, state, seed_axis: int, num_seeds: int):
+    """``state`` (one learner state, or one per seed) in place of the template's.
+
+    A single state is broadcast to every seed (and sweep point); a batched one
+    must hold ``num_seeds`` seeds, like a checkpoint's carry.
+    """
+    from flax import serialization
+
+    host_template = jax.device_get(template)
+    if not isinstance(state, dict):
+        state = serialization.to_state_dict(state)
+    try:
+        host = serialization.from_state_dict(host_template, state)
+    except (KeyError, ValueError, TypeError) as e:
+        raise ConfigError(f"the learner state to start from does not fit this agent: {e}") from None
+
+    def place(t, h):
+        h = np.asarray(h, dtype=np.asarray(t).dtype)
+        full = np.array(t)
+        if h.shape == full.shape[seed_axis + 1:]:  # one state for all seeds
+            full[...] = h
+        else:
+            index = [slice(None)] * full.ndim
+            index[seed_axis] = slice(0, num_seeds)
+            try:
+                full[tuple(index)] = h
+            except ValueError:
+                raise ConfigError(
+                    f"the learner state to start from has an array of shape {h.shape}; this "
+                    f"configuration needs {full.shape[seed_axis + 1:]} (or one per seed).") from None
+        return jax.device_put(full, t.sharding)
+
+    return jax.tree.map(place, template, host)
 
 
 def _restore_carry(template, restored, seed_axis: int, num_seeds: int):
@@ -534,9 +584,12 @@ def _trim(a: np.ndarray, seed_axis: int, num_seeds: int) -> np.ndarray:
     return np.take(a, np.arange(num_seeds), axis=seed_axis)
 
 
-def _output(collected, log_every, carry, sweep, seconds, compile_seconds):
+def _output(collected, evals, log_every, carry, sweep, seconds, compile_seconds, evaluation):
     metrics = {k: np.concatenate(v, axis=-1) for k, v in collected.items()}
     num_logs = next(iter(metrics.values())).shape[-1] if metrics else 0
+    eval_metrics = {k: np.concatenate(v, axis=-1) for k, v in evals.items()}
+    num_evals = next(iter(eval_metrics.values())).shape[-1] if eval_metrics else 0
+    every = evaluation.every if evaluation is not None and evaluation.every else 0
     return LoopOutput(
         steps=(np.arange(1, num_logs + 1) * log_every).astype(np.int64),
         metrics=metrics,
@@ -544,4 +597,7 @@ def _output(collected, log_every, carry, sweep, seconds, compile_seconds):
         hparams={k: np.asarray(v) for k, v in sweep.items()},
         seconds=seconds,
         compile_seconds=compile_seconds,
+        eval_steps=(np.arange(1, num_evals + 1) * every).astype(np.int64) if every
+        else np.zeros(num_evals, np.int64),
+        eval_metrics=eval_metrics,
     )

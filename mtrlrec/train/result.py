@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import warnings
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,13 @@ class MetricWriter:
     def image(self, tag: str, png: bytes, step: int = 0) -> None:
         """A PNG image."""
 
-    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-        """Hyperparameters of the run and its final metrics (TensorBoard HParams)."""
+    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float], *,
+                session: str | None = None, step: int = 0) -> None:
+        """One TensorBoard HParams session: its hyperparameters and final metrics.
+
+        ``session``: None for the run itself, or a name for a part of it (a sweep
+        point, written to its own sub-run ``<logdir>/<session>``).
+        """
 
     def flush(self) -> None:
         pass
@@ -78,6 +84,9 @@ class Result:
       hparams: sweep values, name -> ``[H]``.
       tables: title -> Markdown, added to ``summary.md`` and TensorBoard text.
       images: name -> PNG bytes, written to the run directory and TensorBoard.
+      stderr_over: what the ``stderr`` values are over (e.g. ``'users (seeds x
+        users)'``, ``'bootstrap resamples of the logged rounds'``), said in
+        ``summary.md``; the other standard errors are over seeds.
     """
 
     final: dict[str, np.ndarray]
@@ -88,6 +97,7 @@ class Result:
     hparams: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     tables: dict[str, str] = dataclasses.field(default_factory=dict)
     images: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    stderr_over: str = ""
 
     def mean_se(self, metric: str) -> tuple[np.ndarray, np.ndarray, int]:
         """Mean, standard error and count of ``final[metric]`` over the seed axis (last).
@@ -96,11 +106,14 @@ class Result:
         """
         v = np.asarray(self.final[metric], np.float64)
         n = np.sum(np.isfinite(v), axis=-1)
-        mean = np.nanmean(v, axis=-1) if v.size else np.nan
-        if metric in self.stderr:
-            se = np.asarray(self.stderr[metric], np.float64)
-        else:
-            with np.errstate(invalid="ignore", divide="ignore"):
+        # All-NaN slices (a metric this runner does not produce, a window without a
+        # finished episode) give NaN quietly: NumPy's RuntimeWarnings would only be noise.
+        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(v, axis=-1) if v.size else np.nan
+            if metric in self.stderr:
+                se = np.asarray(self.stderr[metric], np.float64)
+            else:
                 sd = np.nanstd(v, axis=-1, ddof=1) if v.shape[-1] > 1 else np.zeros_like(mean)
                 se = sd / np.sqrt(np.maximum(n, 1))
         return mean, se, int(np.min(n)) if np.ndim(n) else int(n)

@@ -92,7 +92,8 @@ from mtrlrec.agents.linear import LinUCB  # noqa: E402
 from mtrlrec.core.agent import Agent, AgentState  # noqa: E402
 from mtrlrec.core.types import Transition  # noqa: E402
 from mtrlrec.envs.logged import (  # noqa: E402
-    ContextualReplayBandit, OBDContextualReplayBandit, ReplayAgent)
+    ContextualReplayBandit, OBDContextualReplayBandit)
+from mtrlrec.agents.replay import ReplayAgent
 
 TYPE_P = np.array([0.5, 0.3, 0.2])
 MU_CTX = np.array([[0.1, 0.2, 0.6, 0.3], [0.7, 0.1, 0.2, 0.2], [0.2, 0.3, 0.1, 0.5]])

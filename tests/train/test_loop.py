@@ -122,23 +122,27 @@ class _PeriodicCounter(EpsilonGreedy):
         st = super().init(key, obs_spec, action_spec)
         return st.replace(t=jnp.int32(0)), jnp.zeros((2,), jnp.int32)
 
-    def act(self, key, state, obs):
-        return super().act(key, state[0], obs)
+    def act(self, key, state, obs, *, greedy=False):
+        action, _, info = super().act(key, state[0], obs, greedy=greedy)
+        return action, state, info
 
     def observe(self, key, state, transition):
         st, n = state
-        st, _ = super().update(key, st, transition)
+        st = super().observe(key, st, transition)
         return st, n.at[0].add(1)
 
     def learn(self, key, state):
         st, n = state
         # learn sees exactly learn_every new observations since the last call
-        return st, n.at[1].add(jnp.where(n[0] == (n[1] + 1) * 5, 1, -1000))
+        n = n.at[1].add(jnp.where(n[0] == (n[1] + 1) * 5, 1, -1000))
+        return (st, n), {"learn_calls": n[1].astype(jnp.float32)}
 
 
 def test_periodic_learner_learns_between_blocks():
     out = loop.run(ENV, _PeriodicCounter(epsilon=0.1), num_seeds=3, **KW)
     counts = np.asarray(out.carry.agent_state[1])
     np.testing.assert_array_equal(counts, [[200, 40]] * 3)
+    # learn's metrics: averaged over the 4 calls of each 20-step window (calls 1..4, 5..8, ...)
+    np.testing.assert_array_equal(out.metrics["agent/learn_calls"][0], 2.5 + 4 * np.arange(10))
     with pytest.raises(ConfigError, match="multiple of the agent's learn_every=5"):
         loop.run(ENV, _PeriodicCounter(epsilon=0.1), num_steps=14, log_every=7)

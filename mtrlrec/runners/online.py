@@ -1,17 +1,23 @@
-"""``OnlineRunner``: an environment and an agent in the jitted loop, as an experiment.
+"""``OnlineRunner``: an environment and a learner on the one engine, as an experiment.
 
 Gin::
 
     Experiment.runner = @OnlineRunner()
-    OnlineRunner.env = @BernoulliBandit()
-    OnlineRunner.agent = @EpsilonGreedy()
+    OnlineRunner.env = %ENV                    # bound by a gin/envs fragment
+    OnlineRunner.agent = %AGENT                # bound by a gin/agents fragment
     OnlineRunner.num_steps = 10_000
     OnlineRunner.log_every = 100
+    OnlineRunner.num_envs = 1                  # users per learner
     OnlineRunner.hparams = {'epsilon': [0.01, 0.1, 0.2]}   # optional sweep, one compiled call
+    OnlineRunner.eval_every = 1_000            # optional train/evaluate iterations
+    OnlineRunner.summary = @regret_summary     # optional paper-specific summary
 
-Curves go to TensorBoard/JSONL after every chunk (mean and std over seeds);
-a checkpoint of the whole loop carry is written after every chunk, and
-``--resume`` continues from the latest one to the same final numbers.
+Curves go to TensorBoard/JSONL after every chunk (``train`` metrics, and
+``eval/...`` after each evaluation; mean and std over seeds); a checkpoint of
+the whole loop carry is written after every chunk, and ``--resume`` continues
+from the latest one to the same final numbers. ``num_steps = 0`` with
+``eval_episodes`` evaluates the initial learner, or the one in
+``init_from`` (a run directory or checkpoint file), without training.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import numpy as np
 from mtrlrec.core.agent import Agent
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError, check_int
-from mtrlrec.core.wrappers import EpisodeStatistics
+from mtrlrec.core.wrappers import EpisodeStatistics, Trials
 from mtrlrec.train import checkpoint as ckpt
 from mtrlrec.train import loop
 from mtrlrec.train.result import Result, RunContext
@@ -87,6 +93,18 @@ class OnlineRunner:
       num_chunks: compiled calls the run is split into (progress, logs,
         checkpoints between them); default up to 10.
       checkpoint_every: save a checkpoint every this many chunks (0: never).
+      num_envs: users per learner, stepped together and handed to the learner
+        as a batch (metrics are averaged over them).
+      eval_every: evaluate every this many training steps on fresh users with
+        learning off (greedy policy); None: no evaluation phase.
+      eval_episodes: episodes per user in an evaluation (episodic envs).
+      eval_max_steps: step cap per evaluated user, or the evaluation horizon of
+        non-episodic envs (bandits).
+      trials: optional ``@Trials`` wrapper class (meta-RL): tasks sampled per trial.
+      init_from: start every seed's learner from this run directory's latest
+        checkpoint (or a checkpoint file), e.g. to evaluate a trained agent.
+      summary: optional ``summary(output, env) -> Result`` (a table's own numbers,
+        :mod:`mtrlrec.runners.summaries`); default: final and average of every metric.
     """
 
     def __init__(
@@ -101,6 +119,13 @@ class OnlineRunner:
         primary: str | None = None,
         num_chunks: int | None = None,
         checkpoint_every: int = 1,
+        num_envs: int = 1,
+        eval_every: int | None = None,
+        eval_episodes: int | None = None,
+        eval_max_steps: int = 27_000,
+        trials: Callable[[Environment], Environment] | None = None,
+        init_from: str | None = None,
+        summary: Callable[[loop.LoopOutput, Environment], Result] | None = None,
     ):
         if not isinstance(env, Environment):
             raise ConfigError(
@@ -115,16 +140,45 @@ class OnlineRunner:
             env = w(env)
         if env.episodic and not _has_wrapper(env, EpisodeStatistics):
             env = EpisodeStatistics(env)
+        if trials is not None:  # outermost: episodes end inside a trial, tasks change at its end
+            env = trials(env)
+            if not isinstance(env, Trials):
+                raise ConfigError(f"OnlineRunner.trials must be @Trials, got {trials!r}.")
         self.env = env
         self.agent = agent
-        self.num_steps = check_int("OnlineRunner.num_steps", num_steps, min_value=1)
+        self.num_steps = check_int("OnlineRunner.num_steps", num_steps, min_value=0)
         self.log_every = check_int("OnlineRunner.log_every", log_every, min_value=1)
+        self.num_envs = check_int("OnlineRunner.num_envs", num_envs, min_value=1)
+        self.evaluation = None
+        if eval_every is not None or eval_episodes is not None or self.num_steps == 0:
+            if eval_every is not None:
+                eval_every = check_int("OnlineRunner.eval_every", eval_every, min_value=1)
+            episodes = check_int("OnlineRunner.eval_episodes",
+                                 1 if eval_episodes is None else eval_episodes, min_value=1)
+            self.evaluation = loop.Evaluation(
+                eval_every, episodes,
+                check_int("OnlineRunner.eval_max_steps", eval_max_steps, min_value=1))
+            if not agent.has_greedy:
+                raise ConfigError(
+                    f"OnlineRunner.eval_every/eval_episodes: {agent.name} has no greedy "
+                    "(evaluation) mode, so it cannot be evaluated with learning off.")
+        if summary is not None and not callable(summary):
+            raise ConfigError(f"OnlineRunner.summary must be a function such as "
+                              f"@regret_summary, got {summary!r}.")
+        self.summary = summary
+        self.init_from = init_from
         if self.num_steps % self.log_every:
             raise ConfigError(
                 f"OnlineRunner.num_steps={self.num_steps} must be a multiple of "
                 f"OnlineRunner.log_every={self.log_every}."
             )
-        self.hparams = _check_hparams(hparams)
+        if hparams is not None and not isinstance(hparams, Mapping):
+            raise ConfigError(
+                f"OnlineRunner.hparams must be a dict {{name: [values]}}, got {hparams!r}.")
+        # Every swept value gets the check a single binding gets, before anything compiles.
+        sweep, _ = loop.check_sweep(hparams, agent, self.env, self.env.default_params(),
+                                    task_sampler is not None, owner="OnlineRunner.hparams")
+        self.hparams = {k: np.asarray(v) for k, v in sweep.items()}
         self.task_sampler = task_sampler
         self.primary = primary
         self.num_chunks = num_chunks
@@ -152,6 +206,9 @@ class OnlineRunner:
             env_params = jax.vmap(self.task_sampler)(keys)
             per_seed = True
         labels = sweep_labels(self.hparams)
+        init_state = None
+        if self.init_from is not None:
+            init_state = _agent_state_from(self.init_from)
         resume = None
         start_step = 0
         if ctx.resume and ctx.checkpoint_dir is not None:
@@ -159,7 +216,8 @@ class OnlineRunner:
             if path is not None:
                 state = ckpt.load_state_dict(path)
                 resume = loop.LoopResume(state["carry"], state["metrics"],
-                                         int(state["next_chunk"]))
+                                         int(state["next_chunk"]),
+                                         state.get("eval_metrics", {}))
                 start_step = int(state["last_step"])
             # Lines logged after the checkpoint (or all, without one) are redone.
             jsonl = getattr(ctx.writer, "jsonl", None)
@@ -173,6 +231,9 @@ class OnlineRunner:
             for j in np.nonzero(new)[0]:
                 ctx.writer.scalars(int(steps[j]), _window_scalars(out.metrics, j, labels))
             logged["n"] = int(steps[-1])
+            if out.eval_metrics:  # this chunk's evaluation
+                ctx.writer.scalars(int(out.eval_steps[-1]),
+                                   _window_scalars(out.eval_metrics, -1, labels))
             ctx.writer.flush()
             if ctx.checkpoint_dir is not None and self.checkpoint_every and (
                 (c + 1) % self.checkpoint_every == 0 or c + 1 == num_chunks
@@ -180,6 +241,7 @@ class OnlineRunner:
                 ckpt.save(ctx.checkpoint_dir, c + 1, {
                     "carry": out.carry,
                     "metrics": out.metrics,
+                    "eval_metrics": out.eval_metrics,
                     "next_chunk": np.int64(c + 1),
                     "last_step": np.int64(steps[-1]),
                 }, meta={"next_chunk": c + 1, "step": int(steps[-1])})
@@ -190,15 +252,41 @@ class OnlineRunner:
             env_params_per_seed=per_seed, seed=ctx.seed, log_every=self.log_every,
             hparams=self.hparams or None, num_chunks=self.num_chunks, resume=resume,
             on_chunk=on_chunk, progress=ctx.progress, desc=f"{self.agent.name} on {self.env.name}",
+            num_envs=self.num_envs, evaluation=self.evaluation, init_agent_state=init_state,
         )
-        primary = self._primary(out.metrics)
+        if self.num_steps == 0:  # evaluation only: no chunk ran, log the one evaluation
+            ctx.writer.scalars(0, _window_scalars(out.eval_metrics, 0, labels))
+        if self.summary is not None:
+            return self.summary(out, self.env)
+        final = final_metrics(out)
+        final.update({k: v[..., -1] for k, v in out.eval_metrics.items()})  # last evaluation
         return Result(
-            final=final_metrics(out),
+            final=final,
             curves=out.metrics,
             steps=out.steps,
-            primary=primary,
+            primary=self._primary(out.metrics) if out.metrics else None,
             hparams=out.hparams,
         )
+
+
+def _agent_state_from(path: str):
+    """The learner state in a run directory's latest checkpoint (or a checkpoint file)."""
+    import pathlib
+
+    p = pathlib.Path(path)
+    if p.is_dir():
+        found = ckpt.latest(p / "checkpoints" if (p / "checkpoints").is_dir() else p)
+        if found is None:
+            raise ConfigError(f"OnlineRunner.init_from={path!r}: no checkpoint there.")
+        p = found
+    if not p.exists():
+        raise ConfigError(f"OnlineRunner.init_from={path!r}: no such run directory or file.")
+    state = ckpt.load_state_dict(p)
+    try:
+        return state["carry"]["agent_state"]
+    except (KeyError, TypeError):
+        raise ConfigError(f"OnlineRunner.init_from={path!r} is not a checkpoint of an online "
+                          "run (it holds no learner state).") from None
 
 
 def _has_wrapper(env, cls) -> bool:
@@ -207,32 +295,6 @@ def _has_wrapper(env, cls) -> bool:
             return True
         env = env.__dict__.get("env")
     return False
-
-
-def _check_hparams(hparams) -> dict[str, np.ndarray]:
-    if not hparams:
-        return {}
-    if not isinstance(hparams, Mapping):
-        raise ConfigError(
-            f"OnlineRunner.hparams must be a dict {{name: [values]}}, got {hparams!r}."
-        )
-    out = {}
-    n = None
-    for k, v in hparams.items():
-        try:
-            a = np.asarray(v, np.float32)
-        except (TypeError, ValueError):
-            raise ConfigError(f"OnlineRunner.hparams[{k!r}] must be a list of numbers, got {v!r}.")
-        if a.ndim < 1 or a.size == 0 or not np.all(np.isfinite(a)):
-            raise ConfigError(
-                f"OnlineRunner.hparams[{k!r}] must be a non-empty list of finite numbers "
-                f"(one entry per sweep point), got {v!r}."
-            )
-        if n is not None and a.shape[0] != n:
-            raise ConfigError("OnlineRunner.hparams lists must all have the same length.")
-        n = a.shape[0]
-        out[k] = a
-    return out
 
 
 def _window_scalars(metrics, j, labels) -> dict[str, float]:

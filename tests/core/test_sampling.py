@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mtrlrec.agents import sampling
+from mtrlrec.core import sampling
 
 # Parameter values: small (< 1, boosted), near 1, moderate, large (posterior-like).
 A = np.array([0.3, 0.7, 1.0, 1.0, 2.5, 5.0, 17.0, 120.0, 3000.0, 1.0, 40.0, 0.5], np.float32)

@@ -40,6 +40,8 @@ almost every draw costs one proposal.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -107,6 +109,19 @@ def random_bits(key: jax.Array, n: int, source: str = "hash") -> jax.Array:
         raise ValueError(f"unknown bit source {source!r}; expected one of {SOURCES}.")
     k = jax.random.bits(key, (2,), jnp.uint32)
     return counter_words(k, jnp.arange(n, dtype=jnp.uint32))
+
+
+def fast_normals(key: jax.Array, n: int) -> jax.Array:
+    """``[n]`` standard normals by Box–Muller from hashed counter words
+    (:func:`random_bits`: one threefry call per draw of ``n``, several times
+    cheaper on CPU than ``jax.random.normal``). Used by agents and environments."""
+    half = (n + 1) // 2
+    bits = random_bits(key, 2 * half).reshape(2, half)
+    u1 = (bits[0].astype(jnp.float32) + 0.5) * jnp.float32(2.0**-32)
+    u2 = (bits[1].astype(jnp.float32) + 0.5) * jnp.float32(2.0**-32)
+    r = jnp.sqrt(-2.0 * jnp.log(jnp.minimum(u1, jnp.float32(1.0 - 2.0**-24))))
+    theta = jnp.float32(2.0 * math.pi) * u2
+    return jnp.concatenate([r * jnp.cos(theta), r * jnp.sin(theta)])[:n]
 
 
 def _mt_accept(x, u, d, c):

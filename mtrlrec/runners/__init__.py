@@ -1,0 +1,1 @@
+"""Runners an experiment names: online (train/evaluate), supervised, OPE, A/B test."""
