@@ -1,5 +1,5 @@
-"""Environment wrappers: episode statistics, time limits, reward scalarisation,
-meta-RL trials, and a Gymnasium adapter.
+"""Environment wrappers: episode statistics, time limits, reward scalarisation
+and meta-RL trials (the Gymnasium adapters are in :mod:`mtrlrec.interop.gymnasium`).
 
 Wrappers are themselves pure :class:`Environment` s; they keep their own
 bookkeeping in a wrapper state that holds the inner state.
@@ -12,7 +12,6 @@ from typing import Any, Sequence
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError
@@ -227,63 +226,3 @@ class Trials(Wrapper):
         obs = jax.tree.map(lambda r, s: jax.lax.select(reset, r, s), reset_obs, obs)
         count = jnp.where(trial_done, 0, count)
         return obs, TrialState(inner, task, count), reward, terminated, truncated, info
-
-
-def to_gymnasium(env: Environment, params: Any = None, seed: int = 0):
-    """Adapts a pure environment to the ``gymnasium.Env`` API (NumPy in, NumPy out).
-
-    Auto-reset is not applied: Gymnasium users call ``reset`` themselves.
-    Requires the ``gymnasium`` package.
-    """
-    import gymnasium
-    from gymnasium import spaces as gspaces
-
-    from mtrlrec.core import spaces as mspaces
-
-    def convert(space):
-        if isinstance(space, mspaces.Discrete):
-            return gspaces.Discrete(space.n)
-        if isinstance(space, mspaces.Slate):
-            return gspaces.MultiDiscrete([space.num_candidates] * space.slate_size)
-        if isinstance(space, mspaces.Box):
-            low = np.broadcast_to(np.asarray(space.low, np.float32), space.shape)
-            high = np.broadcast_to(np.asarray(space.high, np.float32), space.shape)
-            return gspaces.Box(low, high, space.shape, np.float32)
-        if isinstance(space, mspaces.Dict):
-            return gspaces.Dict({k: convert(s) for k, s in space.spaces.items()})
-        raise TypeError(f"no Gymnasium equivalent for {space}")
-
-    params = env.default_params() if params is None else params
-    reset_fn = jax.jit(env.reset_env)
-    step_fn = jax.jit(env.step_env)
-
-    def to_np(x):
-        return jax.tree.map(lambda a: np.asarray(a), x)
-
-    class _GymEnv(gymnasium.Env):
-        metadata = {"render_modes": []}
-
-        def __init__(self):
-            self.observation_space = convert(env.observation_spec(params))
-            self.action_space = convert(env.action_spec(params))
-            self._key = jax.random.PRNGKey(seed)
-            self._state = None
-
-        def reset(self, *, seed=None, options=None):
-            super().reset(seed=seed)
-            if seed is not None:
-                self._key = jax.random.PRNGKey(seed)
-            self._key, k = jax.random.split(self._key)
-            obs, self._state = reset_fn(k, params)
-            return to_np(obs), {}
-
-        def step(self, action):
-            self._key, k = jax.random.split(self._key)
-            obs, self._state, reward, term, trunc, info = step_fn(
-                k, self._state, jnp.asarray(action), params
-            )
-            info = {k2: np.asarray(v) for k2, v in info.items() if k2 != "final_observation"}
-            r = np.asarray(reward)
-            return to_np(obs), float(r if r.ndim == 0 else r.sum()), bool(term), bool(trunc), info
-
-    return _GymEnv()

@@ -10,7 +10,8 @@ Conventions shared by both adapters:
 
 * **Randomness.** Every user owns a JAX key chain: ``reset(seed=s)`` starts it
   at ``PRNGKey(s)`` (user ``i`` of a vector env at ``split(PRNGKey(s), N)[i]``,
-  or at ``PRNGKey(s_i)`` for a list of seeds), and each step splits it. A vector
+  or at ``PRNGKey(s_i)`` for a list of seeds); a reset or step with chain key
+  ``c`` uses ``fold_in(c, 1)`` and moves the chain to ``fold_in(c, 0)``. A vector
   env reset with seeds ``[s_0, ..., s_{N-1}]`` therefore replays the same users
   as ``N`` single envs reset with those seeds, given the same actions.
 * **Rewards.** ``reward`` is a float. An environment with a vector of per-task
@@ -42,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mtrlrec.core import rng
 from mtrlrec.core import spaces as mspaces
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError, check_floats, check_int
@@ -199,9 +201,8 @@ class _UserProgram:
 
     def reset(self, key):
         """``key -> ((chain key, state), obs)`` for one user."""
-        chain, k = jax.random.split(key)
-        obs, state = self.env.reset(k, self.params)
-        return (chain, state), obs
+        obs, state = self.env.reset(rng.fold_in(key, 1), self.params)
+        return (rng.fold_in(key, 0), state), obs
 
     def step(self, carry, action):
         """One user's step with auto-reset.
@@ -212,7 +213,9 @@ class _UserProgram:
         ``reward`` (scalarised), ``terminated``, ``truncated`` and ``info``.
         """
         chain, state = carry
-        chain, k = jax.random.split(chain)
+        # fold_in written out as integer ops (mtrlrec.core.rng): jax.random.split is a
+        # rolled loop of small kernels on CPU, a sizeable part of a one-user step.
+        chain, k = rng.fold_in(chain, 0), rng.fold_in(chain, 1)
         obs, state, reward, terminated, truncated, info = self.env.step(
             k, state, action, self.params)
         info = dict(info)
@@ -377,17 +380,24 @@ def _classes():
                     "SlateSpace.sample draws uniform slates; it takes no mask or probability.")
             m, k = self.num_candidates, self.slate_size
             n = int(np.prod(self.batch_shape, dtype=np.int64))
-            rng = self.np_random
+            rng_ = self.np_random
+            if n == 1 and 2 * k <= m:  # one slate: the same draws in plain Python (faster)
+                picked = []
+                for j, u in enumerate(rng_.random(k).tolist()):
+                    x = min(int(u * (m - j)), m - j - 1)
+                    for prev in sorted(picked):
+                        x += x >= prev
+                    picked.append(x)
+                return np.array(picked, self.dtype).reshape(self.shape)
             if 2 * k <= m:  # sequential draws without replacement, O(n k^2)
-                out = np.empty((n, k), np.int64)
-                for j in range(k):
-                    x = rng.integers(0, m - j, size=n)
-                    if j:  # the x-th item not yet drawn: step over earlier picks, ascending
-                        for prev in np.sort(out[:, :j], axis=1).T:
-                            x += x >= prev
-                    out[:, j] = x
+                # position j draws x_j in 0..m-1-j: the x_j-th item not drawn before it
+                out = rng_.integers(0, np.arange(m, m - k, -1), size=(n, k))
+                for j in range(1, k):
+                    x = out[:, j]
+                    for prev in np.sort(out[:, :j], axis=1).T:  # ascending earlier picks
+                        x += x >= prev
             else:
-                out = np.argsort(rng.random((n, m)), axis=1)[:, :k]
+                out = np.argsort(rng_.random((n, m)), axis=1)[:, :k]
             return out.reshape(self.shape).astype(self.dtype, copy=False)
 
         def contains(self, x: Any) -> bool:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mtrlrec.core.errors import ConfigError
-from mtrlrec.core.wrappers import ScalarizeReward, to_gymnasium
+from mtrlrec.core.wrappers import ScalarizeReward
 from mtrlrec.envs import bandits as E
 
 N = 4000  # vmapped steps per check
@@ -101,13 +101,6 @@ def test_task_distribution():
         assert abs(m.mean() - mean) <= 5 * np.sqrt(var / m.size)
     env = E.BernoulliBandit(5)
     env.check_params(E.BanditTaskDistribution(5).sample(jax.random.PRNGKey(0), 3))
-
-
-def test_gymnasium_adapter():
-    g = to_gymnasium(E.BernoulliBandit(3), seed=0)
-    obs, _ = g.reset(seed=1)
-    obs, r, term, trunc, info = g.step(2)
-    assert r in (0.0, 1.0) and not term and "regret" in info
 
 
 @pytest.mark.parametrize("make, match", [

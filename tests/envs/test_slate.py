@@ -278,25 +278,6 @@ def test_bad_params_are_rejected_before_compilation(env):
         env.check_params(p.replace(catalogue_features=jnp.ones((4, 3))))
 
 
-# -- Gymnasium adapter ----------------------------------------------------------------
-def test_gymnasium_env_checker():
-    gymnasium = pytest.importorskip("gymnasium")
-    from gymnasium.utils.env_checker import check_env
-
-    from mtrlrec.core.wrappers import to_gymnasium
-
-    genv = to_gymnasium(SlateEnv(num_candidates=4, slate_size=2, num_topics=5,
-                                 topic_means=[-1.0, 0.0, 0.5, 1.0, 2.0]))
-    check_env(genv, skip_render_check=True)
-    obs, _ = genv.reset(seed=0)
-    total = 0.0
-    for _ in range(5):
-        obs, r, term, trunc, info = genv.step(genv.action_space.sample())
-        total += r
-        assert genv.observation_space.contains(obs)
-    assert isinstance(gymnasium.spaces.MultiDiscrete([4, 4]), type(genv.action_space))
-
-
 # -- fidelity vs RecSim and the runner ---------------------------------------------------
 @pytest.fixture(scope="module")
 def episode_setup():
