@@ -200,12 +200,12 @@ def _working_dir(path: str | None):
 
 
 def _unused_message(unused: Sequence[tuple[str, str]], *, final: bool) -> str:
-    parts = [f"--gin_param {b!r} (this experiment does not use {name})" for b, name in unused]
     if final:
         return "; ".join(f"--gin_param {b!r} had no effect: the run never used {name}"
                          for b, name in unused) + "."
-    return (f"{'; '.join(parts)}; it uses {', '.join(config_lib.used_configurables())}. "
-            "Bind a parameter of one of those instead.")
+    return "; ".join(f"--gin_param {b!r} has no effect: this experiment does not use {name}"
+                     for b, name in unused) + \
+        f" (it uses {', '.join(config_lib.used_configurables())})."
 
 
 def run_experiment(
@@ -384,7 +384,7 @@ def _execute(exp: Experiment, run_dir: pathlib.Path, *, num_seeds: int, title: s
 def _sweep_labels(result: Result) -> list[str] | None:
     if not result.hparams:
         return None
-    from mtrlrec.train.online import sweep_labels
+    from mtrlrec.runners.online import sweep_labels
 
     return sweep_labels(result.hparams)
 
@@ -416,8 +416,8 @@ def summary_markdown(result: Result, *, title: str, description: str, num_seeds:
                 rows.append([shown, f"{lab}: {tables.format_mean_se(float(mean[i]), float(se[i]))}",
                              n])
     md = f"# {title}\n\n{description}\n\n"
-    md += (f"Seeds: {num_seeds}. Values are the mean over seeds ± the standard error over "
-           f"seeds (the spread of the seeds' values / √n); n: seeds with a finite value.")
+    md += (f"Seeds: {num_seeds}. Values: mean over seeds ± standard error over seeds "
+           f"(standard deviation across seeds / √n; n: seeds with a finite value).")
     if dagger:
         over = result.stderr_over or "computed by the runner (see its documentation)"
         md += f" †: standard error over {over}, not over seeds."
@@ -470,7 +470,8 @@ def write_outputs(run_dir: pathlib.Path, result: Result, writer: MetricWriter, *
         (run_dir / f"{name}.png").write_bytes(png)
         writer.image(name, png)
     base = {"experiment": title, "seeds": num_seeds, **(hparams or {})}
-    base.update({k: _hparam_value(v) for k, v in config_lib.non_default_bindings().items()})
+    base.update({k: _hparam_value(v) for k, v in config_lib.non_default_bindings(
+        exclude=("Experiment.description", "Experiment.num_seeds")).items()})  # 'seeds' is used
     step = int(result.steps[-1]) if result.steps is not None and np.size(result.steps) else 0
     means = {k: result.mean_se(k)[0] for k in result.final}
     if labels is None:
@@ -482,7 +483,8 @@ def write_outputs(run_dir: pathlib.Path, result: Result, writer: MetricWriter, *
             point = dict(base)
             for k, v in result.hparams.items():
                 v = np.asarray(v)
-                point[f"sweep/{k}"] = float(v[i]) if v.ndim == 1 else str(v[i].tolist())
+                # str() first: float32 0.05 is 0.05 in TensorBoard, not 0.050000000745.
+                point[f"sweep/{k}"] = float(str(v[i])) if v.ndim == 1 else str(v[i].tolist())
             finals = {f"final/{k}": float(m[i]) for k, m in means.items()
                       if np.ndim(m) == 1 and np.isfinite(m[i])}
             writer.hparams(point, finals, session=f"sweep/{label}", step=step)
