@@ -221,7 +221,7 @@ def test_initial_strategies():
     # Warm start: the softmax policy acts first (logits strongly favour arm 2).
     warm = initial.SoftmaxWarmStart(A.UCB1(), logits=[0.0, 0.0, 20.0], num_steps=5)
     ws = warm.init(jax.random.PRNGKey(0), obs, act)
-    a0, info = warm.act(jax.random.PRNGKey(2), ws, None)
+    a0, _, info = warm.act(jax.random.PRNGKey(2), ws, None)
     assert int(a0) == 2 and bool(info["warm_start"])
     env = BernoulliBandit(3, means=[0.2, 0.5, 0.8])
     out = loop.run(env, initial.SoftmaxWarmStart(A.UCB1(), num_steps=10, step_size=0.5),

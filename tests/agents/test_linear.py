@@ -35,9 +35,9 @@ def _tr(x, a, r):
 
 
 def _scan_updates(agent, state, x, a, r):
-    """Applies ``agent.update`` to a batch of transitions in one compiled scan."""
+    """Applies ``agent.observe`` to a batch of transitions in one compiled scan."""
     def body(st, d):
-        return agent.update(None, st, _tr(d[0], d[1], d[2]))[0], None
+        return agent.observe(None, st, _tr(d[0], d[1], d[2])), None
     xs = (jnp.asarray(x), jnp.asarray(a, jnp.int32), jnp.asarray(r))
     return jax.jit(lambda s0: jax.lax.scan(body, s0, xs)[0])(state)
 
@@ -98,9 +98,9 @@ def test_lints_round_robin_then_samples():
     state = agent.init(jax.random.PRNGKey(0), OBS, ACT)
     x = jnp.ones(D)
     for t in range(2 * K):
-        a, _ = agent.act(jax.random.PRNGKey(t), state, x)
+        a, state, _ = agent.act(jax.random.PRNGKey(t), state, x)
         assert int(a) == t % K
-        state, _ = agent.update(None, state, _tr(np.ones(D), int(a), 1.0))
+        state = agent.observe(None, state, _tr(np.ones(D), int(a), 1.0))
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +162,8 @@ def test_neural_learn_changes_params_and_posterior():
     for t in range(5):
         state = observe(state, jnp.array([0.1 * t, 0.2]), jnp.int32(t))
     assert int(state.buffer.size) == 5 and float(state.post.n.sum()) == 5.0
-    new = jax.jit(agent.learn)(jax.random.PRNGKey(1), state)
+    new, metrics = jax.jit(agent.learn)(jax.random.PRNGKey(1), state)
+    assert float(metrics["loss"]) > 0
     changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), new.params, state.params)
     assert any(jax.tree.leaves(changed))
     np.testing.assert_allclose(new.post.n, np.ones(5))
@@ -191,9 +192,9 @@ def test_bad_spaces_and_rewards():
     state = agent.init(jax.random.PRNGKey(0), OBS, ACT)
     vec = Transition(jnp.ones(D), jnp.int32(0), jnp.ones(2), jnp.ones(D), False, False, {}, {})
     with pytest.raises(ConfigError, match="set LinTS.reward_weights"):
-        agent.update(None, state, vec)
+        agent.observe(None, state, vec)
     with pytest.raises(ConfigError, match="LinTS.reward_weights has 3 entries"):
-        LinTS(reward_weights=[1.0, 0.0, 0.0]).update(None, state, vec)
+        LinTS(reward_weights=[1.0, 0.0, 0.0]).observe(None, state, vec)
     # a context of the wrong dimension is refused by the env/agent pairing
     env = LinearGaussianBandit(dim=D + 1, num_arms=K)
     with pytest.raises(ConfigError, match="context dimension mismatch"):

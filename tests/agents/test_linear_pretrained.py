@@ -68,7 +68,7 @@ def _learned(agent, steps=40):
             return agent.observe(None, s, tr), None
 
         s, _ = jax.lax.scan(body, st, (x, a, r))
-        return agent.learn(jax.random.PRNGKey(1), s)
+        return agent.learn(jax.random.PRNGKey(1), s)[0]
 
     return st, go(st)
 

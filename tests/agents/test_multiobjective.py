@@ -33,7 +33,7 @@ def test_one_model_per_objective_equals_separate_lints():
           jnp.asarray(rng.normal(size=(6, 2)), jnp.float32))
 
     def run(agent, state, pick):
-        body = lambda st, d: (agent.update(None, st, _tr(d[0], d[1], pick(d[2])))[0], None)
+        body = lambda st, d: (agent.observe(None, st, _tr(d[0], d[1], pick(d[2]))), None)
         return jax.jit(lambda s0: jax.lax.scan(body, s0, xs)[0])(state)
 
     s_mo = run(mo, s_mo, lambda r: r)
@@ -50,17 +50,18 @@ def test_lagrange_multiplier_update_by_hand():
                              constraint_level=0.2, lagrange_lr=0.5, max_multiplier=1.0,
                              fit_intercept=False)
     state = agent.init(jax.random.PRNGKey(0), OBS, ACT)
-    state, m = agent.update(None, state, _tr(np.ones(3), 1, [3.0, 0.6]))
+    state = agent.observe(None, state, _tr(np.ones(3), 1, [3.0, 0.6]))
+    state, m = agent.learn(None, state)  # learn_every = 1: the multiplier's metrics
     assert float(state.lam) == pytest.approx(0.5 * (0.6 - 0.2))
     assert float(m["constraint_gap"]) == pytest.approx(0.4)
-    state, _ = agent.update(None, state, _tr(np.ones(3), 1, [3.0, 0.0]))
+    state = agent.observe(None, state, _tr(np.ones(3), 1, [3.0, 0.0]))
     assert float(state.lam) == pytest.approx(0.2 - 0.5 * 0.2)
-    state, _ = agent.update(None, state, _tr(np.ones(3), 1, [3.0, 0.0]))
+    state = agent.observe(None, state, _tr(np.ones(3), 1, [3.0, 0.0]))
     assert float(state.lam) == pytest.approx(0.0, abs=1e-6)  # 0.1 - 0.1, float32
-    state, _ = agent.update(None, state, _tr(np.ones(3), 1, [3.0, 0.0]))
+    state = agent.observe(None, state, _tr(np.ones(3), 1, [3.0, 0.0]))
     assert float(state.lam) == 0.0  # projected at 0
     for _ in range(3):
-        state, _ = agent.update(None, state, _tr(np.ones(3), 1, [0.0, 5.0]))
+        state = agent.observe(None, state, _tr(np.ones(3), 1, [0.0, 5.0]))
     assert float(state.lam) == pytest.approx(1.0)  # clipped at max_multiplier
 
 
@@ -109,7 +110,7 @@ def test_bad_input():
     mo = MultiObjectiveLinTS(objective_weights=[1.0, 1.0, 1.0])
     state = mo.init(jax.random.PRNGKey(0), OBS, ACT)
     with pytest.raises(ConfigError, match="the reward must be a vector of 3 components"):
-        mo.update(None, state, _tr(np.ones(3), 0, [1.0, 0.0]))
+        mo.observe(None, state, _tr(np.ones(3), 0, [1.0, 0.0]))
     with pytest.raises(ConfigError, match="PricingRunner.env must be a DynamicPricing"):
         PricingRunner(env=AdPlacement(), agent=mo)
 

@@ -65,7 +65,7 @@ def test_oracle_takes_top_k_by_click_probability(env):
     agent = OracleGreedySlate()
     state = _init(agent, env)
     obs, scores = _obs()
-    slate, info = agent.act(jax.random.PRNGKey(0), state, obs)
+    slate, _, info = agent.act(jax.random.PRNGKey(0), state, obs)
     # affinities: topic 19 (two candidates, u=1), topic 18 (u≈0.89)
     assert set(np.asarray(slate)[:2].tolist()) == {1, 4} and int(slate[2]) == 6
     p = np.asarray(info["click_prob"])
@@ -77,7 +77,7 @@ def test_oracle_with_cascade_orders_by_position(env):
     agent = OracleGreedySlate(choice_model=choice.ExponentialCascade())
     state = _init(agent, env)
     obs, scores = _obs()
-    slate, _ = agent.act(jax.random.PRNGKey(0), state, obs)
+    slate, _, _ = agent.act(jax.random.PRNGKey(0), state, obs)
     assert np.all(np.diff(scores[np.asarray(slate)]) <= 1e-6)
 
 
@@ -85,7 +85,7 @@ def test_fixed_topic(env):
     agent = FixedTopicSlate(topic=19)
     state = _init(agent, env)
     obs, _ = _obs()
-    slate, _ = agent.act(jax.random.PRNGKey(0), state, obs)
+    slate, _, _ = agent.act(jax.random.PRNGKey(0), state, obs)
     assert set(np.asarray(slate)[:2].tolist()) == {1, 4}
 
 

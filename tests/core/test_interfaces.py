@@ -56,7 +56,7 @@ def test_agent_init_act_update():
     agent = EpsilonGreedy(epsilon=0.0)
     st = agent.init(jax.random.PRNGKey(0), env.observation_spec(), env.action_spec())
     chex.assert_shape(st.values, (3,))
-    a, _ = agent.act(jax.random.PRNGKey(1), st, jnp.zeros(()))
+    a, _, _ = agent.act(jax.random.PRNGKey(1), st, jnp.zeros(()))
     assert 0 <= int(a) < 3
 
 

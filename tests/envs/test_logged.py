@@ -107,11 +107,8 @@ class TablePolicy(Agent):
     def init(self, key, obs_spec, action_spec):
         return AgentState(hparams={})
 
-    def act(self, key, state, obs):
-        return jnp.asarray(TABLE)[jnp.argmax(obs)], {}
-
-    def update(self, key, state, transition):
-        return state, {}
+    def act(self, key, state, obs, *, greedy=False):
+        return jnp.asarray(TABLE)[jnp.argmax(obs)], state, {}
 
 
 def contextual_logs(key):
@@ -149,7 +146,7 @@ def test_replay_agent_learns_only_from_accepted_steps():
     for step, action in enumerate([1, 0, 1, 0]):  # accepted at steps 1 and 2 only
         nobs, s_env, r, term, trunc, info = env.step(jax.random.key(1), s_env, jnp.int32(action), params)
         tr = Transition(obs, jnp.int32(action), r, nobs, term, trunc, {}, info)
-        new_state, _ = agent.update(jax.random.key(2), state, tr)
+        new_state = agent.observe(jax.random.key(2), state, tr)
         changed = any(not np.array_equal(u, v) for u, v in
                       zip(jax.tree.leaves(new_state), jax.tree.leaves(state)))
         assert changed == (step in (1, 2)), step
