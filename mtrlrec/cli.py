@@ -46,6 +46,13 @@ docs/reliability.md lists them.
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with mistakes on one line (``mtrlrec: error: ...``), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"mtrlrec: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _version() -> str:
     from mtrlrec import __version__
 
@@ -60,10 +67,11 @@ def _add_cpu_devices(parser: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mtrlrec", description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="mtrlrec", description=DESCRIPTION, epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"mtrlrec {_version()}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           parser_class=_Parser)
 
     r = sub.add_parser(
         "run", help="run an experiment (a Gin file)",

@@ -104,6 +104,25 @@ def _improve(message: str) -> str:
     return message
 
 
+def _one_line(message: str, binding: str | None = None) -> str:
+    """Folds gin's location lines (``In file "f.gin", line 2`` / ``In bindings string line 1``
+    and the offending line) into the message's one line, and shortens the searched paths."""
+    m = re.search(r'\s*In file "([^"]+)", line (\d+)\n\s*(.*)$', message, flags=re.S)
+    if m:
+        message = message[: m.start()].rstrip() + \
+            f' (in "{m.group(1)}", line {m.group(2)}: {m.group(3).strip()})'
+    m = re.search(r"\s*In bindings string line \d+\n\s*(.*)$", message, flags=re.S)
+    if m:
+        where = f"--gin_param {binding!r}" if binding is not None else repr(m.group(1).strip())
+        message = message[: m.start()].rstrip() + f" (in {where})"
+    m = re.search(r"Searched config paths: \[([^\]]*)\]\.?", message)
+    if m:
+        paths = [p.strip(" '") for p in m.group(1).split(",") if p.strip(" '")]
+        unique = list(dict.fromkeys(paths))
+        message = message.replace(m.group(0), f"Searched: {', '.join(unique) or 'nothing'}.")
+    return " ".join(message.split("\n"))
+
+
 def _drop_package_file_reader() -> None:
     """Removes gin's reader that treats ``envs/x.gin`` as a file of a Python package ``envs``.
 
@@ -159,6 +178,7 @@ def parse(files: Sequence[str | os.PathLike], bindings: Sequence[str] = ()) -> N
         extra_dirs.append(p.resolve().parent)
     for d in search_path(extra_dirs):
         gin.add_config_file_search_path(d)
+    current = None  # the --gin_param being parsed, named in errors
     try:
         for f in resolved:
             try:
@@ -170,6 +190,7 @@ def parse(files: Sequence[str | os.PathLike], bindings: Sequence[str] = ()) -> N
                 raise ConfigError(f'syntax error in file "{e.filename or f}", line {e.lineno}: '
                                   f"{e.msg}") from None
         for b in bindings:
+            current = b
             try:
                 gin.parse_config(b, skip_unknown=False)
             except (tokenize.TokenError, SyntaxError) as e:
@@ -180,7 +201,7 @@ def parse(files: Sequence[str | os.PathLike], bindings: Sequence[str] = ()) -> N
         msg = str(e)
         if isinstance(e, OSError) and "Unable to open file" in msg:
             msg = msg.replace("Unable to open file", "Missing include: cannot open")
-        raise ConfigError(_improve(msg)) from None
+        raise ConfigError(_one_line(_improve(msg), current)) from None
 
 
 _IN_CALL = re.compile(r"\n?\s*In call to configurable '([^']+)' \([^\n]*\)")
@@ -315,7 +336,7 @@ def parse_text(text: str, bindings: Sequence[str] = ()) -> None:
         for b in bindings:
             gin.parse_config(b, skip_unknown=False)
     except (ValueError, OSError, KeyError, SyntaxError, tokenize.TokenError) as e:
-        raise ConfigError(_improve(str(e))) from None
+        raise ConfigError(_one_line(_improve(str(e)))) from None
 
 
 def _targets(binding: str) -> list[tuple[str, str]]:
@@ -490,10 +511,17 @@ def use_cpu_cores(devices: int | None = None) -> int:
     """
     import jax
 
-    if os.environ.get("JAX_NUM_CPU_DEVICES") or \
-            "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+    if devices is not None:
+        check_int("--cpu-devices", devices, min_value=1)
+    m = re.search(r"xla_force_host_platform_device_count=(\d+)", os.environ.get("XLA_FLAGS", ""))
+    chosen = os.environ.get("JAX_NUM_CPU_DEVICES") or (m.group(1) if m else None)
+    if chosen is not None:
+        origin = "JAX_NUM_CPU_DEVICES" if os.environ.get("JAX_NUM_CPU_DEVICES") else "XLA_FLAGS"
+        if devices is not None and str(devices) != str(chosen).strip():
+            raise ConfigError(f"--cpu-devices {devices} conflicts with {origin} (which asks for "
+                              f"{chosen} CPU devices); give only one of them.")
         return 0
-    n = cpu_cores() if devices is None else check_int("--cpu-devices", devices, min_value=1)
+    n = cpu_cores() if devices is None else devices
     try:
         jax.config.update("jax_num_cpu_devices", n)
     except RuntimeError:

@@ -30,8 +30,8 @@ def quick_run(tmp_path_factory):
 
 def test_run_directory_contents(quick_run):
     out, proc = quick_run
-    for name in ("config.gin", "metrics.jsonl", "metrics.csv", "summary.md", "plot.png",
-                 "result.npz", "run.json"):
+    for name in ("config.gin", "resume.gin", "metrics.jsonl", "metrics.csv", "summary.md",
+                 "plot.png", "result.npz", "run.json"):
         assert (out / name).is_file(), name
     assert list((out / "tb").glob("events.out.tfevents.*"))
     assert list((out / "checkpoints").glob("ckpt_*.msgpack"))
@@ -41,6 +41,7 @@ def test_run_directory_contents(quick_run):
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(l)["step"] for l in lines] == [100, 200, 300, 400]
     assert "cumulative_regret" in proc.stdout
+    assert proc.stdout.splitlines()[0] == f"run directory: {out}"  # named before the run
     code = json.loads((out / "run.json").read_text())["code"]
     assert code["jax"] and code["backend"] and "commit" in code
 

@@ -21,10 +21,13 @@ QS = "experiments/quickstart.gin"
     ("OnlineRunner.log_every = 300", r"OnlineRunner\.num_steps=10000 must be a multiple of OnlineRunner\.log_every=300"),
     ("OnlineRunner.hparams = {'epsilon': []}", r"OnlineRunner\.hparams\['epsilon'\] must be a non-empty list"),
     ("Experiment.num_seeds = 0", r"Experiment\.num_seeds must be >= 1"),
+    ("BernoulliBandit.means = [0.5, 'x', 0, 0, 0, 0, 0, 0, 0, 0]",
+     r"^BernoulliBandit\.means\[1\] is 'x', not a number \(BernoulliBandit\.means = \[0\.5, 'x'"),
 ])
 def test_bad_binding(binding, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as e:
         build([QS], [binding])
+    assert "\n" not in str(e.value)  # one line: gin's "In call to configurable" is folded in
 
 
 def test_missing_include_names_file_and_line(tmp_path):
