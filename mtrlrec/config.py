@@ -204,7 +204,7 @@ def parse(files: Sequence[str | os.PathLike], bindings: Sequence[str] = ()) -> N
         raise ConfigError(_one_line(_improve(msg), current)) from None
 
 
-_IN_CALL = re.compile(r"\n?\s*In call to configurable '([^']+)' \([^\n]*\)")
+_IN_CALL = re.compile(r"\n?\s*In call to configurable '([^']+)' \([^\n]*?\)(?: in scope '[^']*')?")
 
 
 def _strip_gin_context(message: str) -> tuple[str, list[str]]:
@@ -293,10 +293,21 @@ def operative_config() -> str:
 # Bindings as data: what a run was configured with, what it used, what differs.
 
 
+def _macro_names() -> set[str]:
+    return {scope for scope, sel in gin.config._CONFIG if sel == "gin.macro"}  # noqa: SLF001
+
+
 def binding_name(scope: str, selector: str, param: str) -> str:
-    """``'EpsilonGreedy.epsilon'``, ``'eval/UCB1.c'`` or ``'MEANS'`` (a macro)."""
+    """``'EpsilonGreedy.epsilon'``, ``'eval/UCB1.c'`` or ``'MEANS'`` (a macro).
+
+    A macro's value is built in a scope named after the macro (``ENV =
+    @BernoulliBandit()`` calls BernoulliBandit in scope ``ENV``); that scope is
+    left out, so the name is the one the user binds (``BernoulliBandit.num_arms``).
+    """
     if selector == "gin.macro":
         return scope
+    macros = _macro_names()
+    scope = "/".join(s for s in scope.split("/") if s and s not in macros)
     try:
         short = gin.config._REGISTRY.minimal_selector(selector)  # noqa: SLF001
     except (KeyError, ValueError):
