@@ -1,23 +1,29 @@
 """Experiments: a Gin file, a runner, a run directory.
 
-``mtrlrec run EXP.gin`` calls :func:`run_experiment`, which parses the Gin
-files, builds :class:`Experiment` (and with it the runner, the environment and
-the agent, so configuration errors surface before any compilation), creates a
-fresh run directory and fills it:
+``mtrlrec run EXP.gin`` calls :func:`run_experiment`, which checks the output
+path, parses the Gin files, builds :class:`Experiment` (and with it the runner,
+the environment and the agent, so configuration errors surface before any
+compilation), refuses ``--gin_param`` bindings the experiment does not use,
+then creates a fresh run directory and fills it:
 
 ==================  ========================================================
-``run.json``        the command (experiment, bindings, seeds) for ``--resume``
+``run.json``        the command (experiment, bindings, seeds, working directory)
+``resume.gin``      the complete configuration at the start: ``--resume`` runs it
 ``config.gin``      the operative Gin config (every value actually used)
 ``metrics.jsonl``   one line per logged step: mean and std over seeds
 ``metrics.csv``     the same, one row per step
-``tb/``             TensorBoard events: curves, config, summary table, hparams, plots
+``tb/``             TensorBoard events: curves, config, summary table, plots, and
+                    an HParams session (one per sweep point in ``tb/sweep/``)
 ``summary.md``      final metrics (mean ± SE over seeds) and the runner's tables
 ``plot.png``        the primary curve, mean ± SE band and 10-90 % band over seeds
 ``result.npz``      per-seed final values and curves (re-used by ``bench``)
 ``checkpoints/``    the loop state after each chunk (``--resume DIR`` continues)
 ==================  ========================================================
 
-A run directory is never overwritten; a crash leaves what was written so far.
+A run directory is never overwritten. A run that fails before its first
+results (a checkpoint or a metrics line) removes its directory again; once
+results exist, a crash or an interrupt leaves everything written so far.
+``docs/reliability.md`` lists the checks and these guarantees.
 """
 
 from __future__ import annotations
