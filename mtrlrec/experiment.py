@@ -272,6 +272,7 @@ def run_experiment(
     run_dir, created = create_run_dir(out, pathlib.Path(experiment).stem)
     meta = {
         "experiment": str(pathlib.Path(experiment).absolute()),
+        "title": str(experiment),  # as typed: summary.md and HParams, also after --resume
         "bindings": list(bindings),
         "seeds": num_seeds,
         "seed": exp.seed,
@@ -343,7 +344,8 @@ def _resume(resume: str, experiment: str | None, bindings: Sequence[str], *, out
     with _working_dir(meta.get("cwd")):
         config_lib.parse_text(saved)
         exp = config_lib.call(Experiment, "Experiment")
-        return _execute(exp, run_dir, num_seeds=num_seeds, title=str(meta["experiment"]),
+        return _execute(exp, run_dir, num_seeds=num_seeds,
+                        title=str(meta.get("title", meta["experiment"])),
                         bindings=(), resumed=True, created=(), progress=progress,
                         announce=announce, warn=warn)
 
