@@ -93,7 +93,7 @@ def main(argv=None) -> None:
     p.add_argument("--users", type=int, nargs="+", default=[1000])
     p.add_argument("--steps", type=int, default=20_000, help="single-env steps per timing")
     p.add_argument("--vector-steps", type=int, default=300, help="vector steps per timing")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="timings kept at their best, both sides")
     p.add_argument("--m", type=int, default=10)
     p.add_argument("--k", type=int, default=2)
     p.add_argument("--recsim-python", default=DEFAULT_RECSIM_PYTHON)
@@ -112,7 +112,11 @@ def main(argv=None) -> None:
     print(f"Gymnasium adapters vs RecSim, random slates, recsim_interest_evolution "
           f"m={a.m} k={a.k} (JAX {jax.__version__}, Gymnasium {gymnasium.__version__}, "
           f"{jax.devices()[0]}, async dispatch {'off' if a.sync_dispatch else 'on'})")
-    recsim = run_recsim(a.recsim_python, a.m, a.k, a.recsim_steps)
+    # Best of a few RecSim processes, as ours is the best of a few timings (on a shared
+    # CPU a run is only ever slowed down).
+    runs = [run_recsim(a.recsim_python, a.m, a.k, a.recsim_steps) for _ in range(a.repeats)]
+    runs = [r for r in runs if r is not None]
+    recsim = max(runs, key=lambda r: r["steps_per_s"]) if runs else None
     if recsim is None:
         print(f"RecSim baseline: not available (no venv at {a.recsim_python}; run "
               "benchmarks/perf/setup_recsim_venv.sh)")
@@ -120,7 +124,7 @@ def main(argv=None) -> None:
     else:
         base = recsim["steps_per_s"]
         print(f"RecSim 0.2.4 gym env + RandomAgent (1 user): {base:>11,.0f} steps/s "
-              f"over {a.recsim_steps} steps")
+              f"(best of {len(runs)} processes x {a.recsim_steps} steps)")
 
     def ratio(x, target):
         if not base:
@@ -128,7 +132,7 @@ def main(argv=None) -> None:
         r = x / base
         return f"{r:8.2f}x RecSim (target >= {target}x: {'met' if r >= target else 'NOT met'})"
 
-    results = {"recsim": recsim, "sync_dispatch": a.sync_dispatch}
+    results = {"recsim": recsim, "recsim_runs": runs, "sync_dispatch": a.sync_dispatch}
     s = measure_single(a.m, a.k, a.steps, a.repeats)
     results["single"] = s
     print(f"to_gymnasium, 1 user:             {s['steps_per_s']:>11,.0f} steps/s       "

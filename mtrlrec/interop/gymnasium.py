@@ -185,8 +185,10 @@ class _Layout:
                     view[offset:offset + size].reshape(shape))
             elif not shape:
                 x = view[offset]
-            else:
-                x = np.moveaxis(view[offset:offset + size].reshape(shape + (batch,)), -1, 0)
+            else:  # [size, batch] rows -> [batch, *shape] (a view for 1-d fields)
+                x = view[offset:offset + size].T
+                if len(shape) > 1:
+                    x = x.reshape((batch,) + shape)
             if kind == "b":
                 x = x != 0
             elif view.dtype != dtype:
@@ -326,10 +328,10 @@ def _host_action(action: Any, space: mspaces.Space, batch: int | None, where: st
         return arr if arr.dtype == np.int32 else arr.astype(np.int32)
     if arr.dtype == np.int32:
         return arr
-    out = arr.astype(np.int32)
-    if arr.dtype.itemsize >= 4 and not np.array_equal(out, arr):  # beyond int32
+    if arr.dtype.itemsize >= 4 and arr.size and (  # int32 would wrap these around
+            arr.max() > np.iinfo(np.int32).max or arr.min() < np.iinfo(np.int32).min):
         _raise_bad_action(arr, space, batch, where, name)
-    return out
+    return arr.astype(np.int32)
 
 
 def _raise_bad_action(action: Any, space: mspaces.Space, batch: int | None, where: str,
@@ -520,8 +522,8 @@ def _classes():
                 carry, _ = cl.unpack(cbuf)
                 ok = prog.valid(action)
                 new_carry, obs, out = prog.step(carry, action)
-                new = _select(ok, cl.pack((new_carry, obs)), cbuf)
-                return new, outl.pack({"out": out, "valid": ok})
+                # no select on ok: the host keeps the old carry after bad actions
+                return cl.pack((new_carry, obs)), outl.pack({"out": out, "valid": ok})
 
             self._reset_fn = jax.jit(reset)
             self._step_fn = jax.jit(step)
@@ -596,6 +598,8 @@ def _classes():
             self._all = np.ones(self.num_envs, np.bool_)
             self._all.flags.writeable = False
             self._all_jax = jnp.ones(self.num_envs, jnp.bool_)
+            # rows for final observations per step (NumPy output); grows when exceeded
+            self._capacity = self.num_envs if self.num_envs <= 64 else max(64, self.num_envs // 8)
 
         def _build(self):
             prog, n = self._prog, self.num_envs
@@ -614,20 +618,23 @@ def _classes():
                 sel = jax.vmap(_select)(mask, new_carry, carry)
                 return sel, obs
 
-            def step(carry, actions, packed):
-                valid = jax.vmap(prog.valid)(actions)
-                ok = jnp.all(valid)
+            def step(carry, actions, packed, capacity):
+                # The carry is not donated: after bad actions (ok False) or a full
+                # final-observation buffer the host keeps the old carry and steps again.
+                ok = jnp.all(jax.vmap(prog.valid)(actions))
                 new_carry, obs, out = jax.vmap(prog.step)(carry, actions)
-                new_carry = _select(ok, new_carry, carry)
                 final_obs = out.pop("final_obs")
+                done = out["done"] = out["terminated"] | out["truncated"]
                 if not episodic:
                     final_obs = None
-                out["done"] = out["terminated"] | out["truncated"]
+                elif capacity:  # the last observations of the first `capacity` ended users
+                    rows = jnp.nonzero(done, size=capacity, fill_value=0)[0]
+                    final_obs = jax.tree.map(lambda x: x[rows], final_obs)
                 small = jax.vmap(sl.pack, out_axes=1)(out) if packed else out
                 return new_carry, obs, final_obs, small, ok
 
             self._reset_fn = jax.jit(reset, donate_argnums=3)
-            self._step_fn = jax.jit(step, donate_argnums=0, static_argnums=2)
+            self._step_fn = jax.jit(step, static_argnums=(2, 3))
             self._empty_carry = jax.tree.map(
                 lambda s: jnp.zeros((n,) + s.shape, s.dtype), carry)
 
@@ -693,15 +700,19 @@ def _classes():
             where, space, n = f"{self._where}.step", self._prog.act_spec, self.num_envs
             a = _host_action(actions, space, n, where, "actions")
             packed = self.array_type == "numpy"
-            carry = self._carry
-            self._carry = None  # donated; restored below
-            self._carry, obs, final_obs, small, ok = self._step_fn(carry, a, packed)
-            if not bool(ok):
+            cap = self._capacity if packed else 0
+            carry, obs, final_obs, small, ok = self._step_fn(self._carry, a, packed, cap)
+            if not bool(ok):  # the env keeps its state
                 _raise_bad_action(a, space, n, where, "actions")
             if packed:
                 small = self._small_layout.read(np.asarray(small), batch=n)
+                ended = int(small["done"].sum()) if self._prog.episodic else 0
+                if ended > cap:  # more episodes ended than the buffer holds: grow, step again
+                    self._capacity = cap = min(n, max(2 * cap, ended))
+                    carry, obs, final_obs, small, _ = self._step_fn(self._carry, a, True, cap)
+                    small = self._small_layout.read(np.asarray(small), batch=n)
                 obs = jax.tree.map(np.asarray, obs)
-            self._obs = obs
+            self._carry, self._obs = carry, obs
             term, trunc, info = small["terminated"], small["truncated"], small["info"]
             infos = {}
             if packed:
@@ -726,15 +737,17 @@ def _classes():
             if packed:
                 if not done.any():
                     return
+                # final_obs holds the ended users' rows, in user order (a few, not N)
                 final_obs = jax.tree.map(np.asarray, final_obs)
                 per_user = np.full(self.num_envs, None, dtype=object)
+                ended = enumerate(np.flatnonzero(done).tolist())
                 if isinstance(final_obs, dict) and all(
                         isinstance(v, np.ndarray) for v in final_obs.values()):
-                    for i in np.flatnonzero(done).tolist():
-                        per_user[i] = {k: v[i] for k, v in final_obs.items()}
+                    for j, i in ended:
+                        per_user[i] = {k: v[j] for k, v in final_obs.items()}
                 else:
-                    for i in np.flatnonzero(done).tolist():
-                        per_user[i] = jax.tree.map(lambda x: x[i], final_obs)
+                    for j, i in ended:
+                        per_user[i] = jax.tree.map(lambda x: x[j], final_obs)
                 final_obs = per_user
             final_info = {}
             for k, v in info.items():

@@ -125,6 +125,7 @@ def test_vector_is_same_step_autoreset_and_replays_single_envs(vec, single):
             assert (term, trunc) == (bool(vterm[i]), bool(vtrunc[i]))
             close(r, vr[i])
             close(info["click"], vinfo["click"][i])
+            close(info["slate_click"], vinfo["slate_click"][i])  # a [k] entry per user
             assert vinfo["_click"][i]
             if term or trunc:
                 assert vinfo["_final_obs"][i] and vinfo["final_info"]["_click"][i]
@@ -134,6 +135,28 @@ def test_vector_is_same_step_autoreset_and_replays_single_envs(vec, single):
                 assert "_final_obs" not in vinfo or not vinfo["_final_obs"][i]
             jax.tree.map(lambda a, b: close(a, b[i]), o, vo)
     assert vec.observation_space.contains(steps[-1][0])
+
+
+def test_final_observation_rows_grow_when_many_episodes_end_at_once(slate, vec):
+    """The NumPy path returns the ended users' last observations in a buffer of a few
+    rows; a step where more users end than it holds is stepped again with more rows."""
+    small = to_gymnasium_vector(slate, N, seed=0)
+    small._capacity = 1
+    actions = _actions(vec.action_space, 8, seed=3)
+    vec.reset(seed=11)
+    small.reset(seed=11)
+    most = 0
+    for a in actions:
+        o_ref, r_ref, te_ref, tr_ref, i_ref = vec.step(a)
+        o, r, te, tr, info = small.step(a)
+        jax.tree.map(np.testing.assert_array_equal, o, o_ref)
+        np.testing.assert_array_equal(r, r_ref)
+        done = te | tr
+        most = max(most, int(done.sum()))
+        for i in np.flatnonzero(done):
+            jax.tree.map(np.testing.assert_array_equal, info["final_obs"][i],
+                         i_ref["final_obs"][i])
+    assert most >= 2 and small._capacity >= most
 
 
 def test_gymnasium_vector_wrappers_record_episode_statistics(slate):
