@@ -71,10 +71,10 @@ def _parser() -> argparse.ArgumentParser:
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"mtrlrec {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                           parser_class=_Parser)
+                           parser_class=_Parser, help="run, bench, list or data (see above)")
 
     r = sub.add_parser(
-        "run", help="run an experiment (a Gin file)",
+        "run",
         description="Run an experiment file into a new run directory, or continue one with "
                     "--resume DIR.",
         epilog="examples:\n  mtrlrec run experiments/quickstart.gin --seeds 5 --out runs/qs\n"
@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_cpu_devices(r)
 
     b = sub.add_parser(
-        "bench", help="reproduce a table from benchmarks/tables/",
+        "bench",
         description="Run every row of a table spec, aggregate mean ± SE over seeds and judge "
                     "the cells against the published reference values.",
         epilog="examples:\n  mtrlrec bench bandit_analytic --quick\n"
@@ -112,11 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_cpu_devices(b)
 
-    sub.add_parser("list", help="list experiments and tables",
+    sub.add_parser("list",
                    description="List the experiment files and table specs with their "
                                "descriptions.")
 
-    d = sub.add_parser("data", help="prepare a data set in the local cache",
+    d = sub.add_parser("data",
                        description="Prepare a data set in the cache (~/.cache/mtrlrec/NAME or "
                                    "$MTRLREC_CACHE/NAME).",
                        epilog="examples:\n  mtrlrec data movielens\n"
