@@ -447,11 +447,14 @@ def _classes():
                 return out if not self.batch_shape else out.reshape(self.shape)
             if 2 * k <= m:  # sequential draws without replacement, O(n k^2)
                 # position j draws x_j in 0..m-1-j: the x_j-th item not drawn before it
-                out = rng_.integers(0, np.arange(m, m - k, -1), size=(n, k))
-                for j in range(1, k):
-                    x = out[:, j]
-                    for prev in np.sort(out[:, :j], axis=1).T:  # ascending earlier picks
-                        x += x >= prev
+                out = np.empty((n, k), np.int64)
+                for j in range(k):
+                    x = rng_.integers(0, m - j, n)
+                    if j:
+                        earlier = out[:, :1] if j == 1 else np.sort(out[:, :j], axis=1)
+                        for prev in earlier.T:  # ascending earlier picks
+                            x += x >= prev
+                    out[:, j] = x
             else:
                 out = np.argsort(rng_.random((n, m)), axis=1)[:, :k]
             return out.reshape(self.shape).astype(self.dtype, copy=False)
