@@ -1,6 +1,6 @@
 """Training time per epoch of the SASRec-style model on MovieLens-100k.
 
-Measures the jitted training step of :mod:`mtrlrec.models.next_item` (2 layers,
+Measures the jitted training step of :mod:`mtrlrec.runners.next_item` (2 layers,
 2 heads, hidden 64, max history 50, softmax cross-entropy over all 1,682 items,
 Adam) and extrapolates to one epoch:
 
@@ -53,7 +53,7 @@ def main() -> None:
     import numpy as np
     import optax
 
-    from mtrlrec.models import next_item
+    from mtrlrec.runners import next_item
 
     runner = next_item.NextItemRunner(model="sasrec")
     _, split = runner.load_split()

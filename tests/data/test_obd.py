@@ -1,17 +1,15 @@
-"""OBD loader: the committed sample, tiny hand-written CSVs, broken copies, a fake wheel; the OPE runner."""
+"""OBD loader: the committed sample, tiny hand-written CSVs, broken copies, a fake wheel.
 
-import warnings
+The OPE runner on OBD is tested in ``tests/runners/test_ope_runner.py``.
+"""
+
 import zipfile
 
-import jax
 import numpy as np
 import pytest
 
 from mtrlrec.core.errors import ConfigError
 from mtrlrec.data import obd
-from mtrlrec.eval import ope
-from mtrlrec.eval.ope_runner import OBDOPERunner, bts_action_dist
-from mtrlrec.train.result import RunContext
 
 HEADER = (",timestamp,item_id,position,click,propensity_score,user_feature_0,user_feature_1,"
           "user_feature_2,user_feature_3,user-item_affinity_0,user-item_affinity_1,user-item_affinity_2\n")
@@ -112,48 +110,3 @@ def test_prepare_from_a_local_wheel(tmp_path):
         z.writestr("nothing", "")
     with pytest.raises(ConfigError, match="lacks obp/dataset/obd/random/all/all.csv"):
         obd.prepare(tmp_path / "cache2", source=empty)
-
-
-def test_bts_action_dist_monte_carlo():
-    # arm 0 is (almost surely) the best; arms 1 and 2 are exchangeable
-    d = np.asarray(bts_action_dist(jax.random.key(0), np.array([50.0, 1.0, 1.0]),
-                                   np.array([50.0, 1000.0, 1000.0]), num_positions=3,
-                                   num_samples=20_000))
-    np.testing.assert_allclose(d.sum(0), 1.0, atol=1e-5)
-    np.testing.assert_allclose(d[0], [1, 0, 0], atol=1e-3)
-    se = np.sqrt(0.25 / 20_000)
-    np.testing.assert_allclose(d[1:, 1:], 0.5, atol=4 * se)
-
-
-def test_ope_runner_random_from_bts_matches_numpy():
-    runner = OBDOPERunner(campaign="men", evaluation="random", estimator="ipw", num_bootstrap=50)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ope.OPESupportWarning)
-        res = runner(RunContext(seed=0))
-    log = obd.load("bts", "men")
-    ipw = np.mean((1 / 34) / log.pscore * log.reward)
-    snipw = np.sum(log.reward / log.pscore) / np.sum(1 / log.pscore)
-    assert res.final["estimate"][0] == pytest.approx(100 * ipw, rel=1e-4)
-    assert res.final["snipw/estimate"][0] == pytest.approx(100 * snipw, rel=1e-4)
-    truth = obd.load("random", "men").reward.mean()
-    assert res.final["ground_truth"][0] == pytest.approx(100 * truth, rel=1e-5)
-    assert res.final["rel_error"][0] == pytest.approx(abs(ipw - truth) / truth, rel=1e-3)
-    assert set(res.stderr) >= {"estimate", "rel_error", "ground_truth"}
-    assert "| dm |" in next(iter(res.tables.values()))
-
-
-@pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        (dict(campaign="kids"), "OBDOPERunner.campaign"),
-        (dict(evaluation="greedy"), "OBDOPERunner.evaluation"),
-        (dict(estimator="magic"), "OBDOPERunner.estimator"),
-        (dict(clip=0.0), "OBDOPERunner.clip must be > 0"),
-        (dict(num_bootstrap=1), "OBDOPERunner.num_bootstrap"),
-        (dict(bts_dist="posterior"), "OBDOPERunner.bts_dist"),
-        (dict(reward_model="forest"), "OBDOPERunner.reward_model"),
-    ],
-)
-def test_ope_runner_bad_bindings(kwargs, match):
-    with pytest.raises(ConfigError, match=match):
-        OBDOPERunner(**kwargs)

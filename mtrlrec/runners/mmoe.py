@@ -1,10 +1,12 @@
-r"""Runners for the representation experiments (``Experiment.runner = @...()``).
+r"""``MMoESyntheticRunner``: the MMoE synthetic study (``Experiment.runner = @MMoESyntheticRunner()``).
 
-* :class:`MMoESyntheticRunner`: Ma et al. (KDD 2018) §3.2/§5 synthetic study —
-  many independent runs of one multi-task model at one task correlation, all in
-  one compiled ``vmap`` (with the learning-rate grid as a second vmapped axis).
-* :class:`NextItemRunner` (in :mod:`mtrlrec.models.next_item`): next-item
-  recommendation on MovieLens-100k.
+Ma et al. (KDD 2018) §3.2/§5 synthetic study: many independent runs of one
+multi-task model at one task correlation, all in one compiled ``vmap`` (with
+the learning-rate grid as a second vmapped axis). The networks are in
+:mod:`mtrlrec.models.multitask`, the data generator in
+:mod:`mtrlrec.models.synthetic`; the other supervised runner,
+:class:`~mtrlrec.runners.next_item.NextItemRunner`, is in
+:mod:`mtrlrec.runners.next_item`.
 """
 
 from __future__ import annotations

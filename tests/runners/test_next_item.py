@@ -5,7 +5,7 @@ import pytest
 
 from mtrlrec.core.errors import ConfigError
 from mtrlrec.data import splits
-from mtrlrec.models import next_item
+from mtrlrec.runners import next_item
 from mtrlrec.train.result import RunContext
 
 NUM_USERS, NUM_ITEMS, LEN = 40, 12, 10

@@ -7,7 +7,7 @@ import pytest
 
 from mtrlrec.core.errors import ConfigError
 from mtrlrec.experiment import run_experiment
-from mtrlrec.models.runners import MMoESyntheticRunner
+from mtrlrec.runners.mmoe import MMoESyntheticRunner
 
 
 def test_uncertainty_balancing_trains(tmp_path):
@@ -36,12 +36,13 @@ def test_gradnorm_down_weights_the_task_with_larger_gradients():
     import jax
     import jax.numpy as jnp
 
-    from mtrlrec.models import multitask, runners
+    from mtrlrec.models import multitask
+    from mtrlrec.runners import mmoe
     from mtrlrec.train import supervised
 
     dim = 8
     model = multitask.SharedBottom(num_tasks=2, bottom=(16,), tower=(8,))
-    _, init_fn, _, loss_fn, eval_fn, post_step = runners._mmoe_programs_for(
+    _, init_fn, _, loss_fn, eval_fn, post_step = mmoe._mmoe_programs_for(
         model, dim, 32, (1.0, 1.0), "gradnorm", (1.5, 0.025))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2048, dim)).astype(np.float32)
@@ -94,12 +95,12 @@ def test_mmoe_programs_follow_gin_bindings():
     import gin
 
     from mtrlrec import config
-    from mtrlrec.models import runners
+    from mtrlrec.runners import mmoe
 
     config.import_all()
     gin.clear_config()
-    a = runners._mmoe_programs("mmoe", 100, 128)[0]
+    a = mmoe._mmoe_programs("mmoe", 100, 128)[0]
     gin.parse_config("MultiTaskModel.num_experts = 3")
-    b = runners._mmoe_programs("mmoe", 100, 128)[0]
+    b = mmoe._mmoe_programs("mmoe", 100, 128)[0]
     assert a is not b and b.num_experts == 3
-    assert runners._mmoe_programs("mmoe", 100, 128)[0] is b
+    assert mmoe._mmoe_programs("mmoe", 100, 128)[0] is b
