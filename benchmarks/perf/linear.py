@@ -4,7 +4,7 @@ A linear-Gaussian contextual bandit with d = 10, K = 10 (``LinearGaussianBandit`
 x ~ N(0, I), r = θ_a·x + 0.1 ε), R runs × T steps. For each algorithm it measures
 run·steps per second (compilation excluded, reported separately) of
 
-* ``ours``: :func:`mtrlrec.agents.contextual_runners.run_contextual`, one
+* ``ours``: :func:`mtrlrec.train.contextual.run_contextual`, one
   ``jit(vmap(scan))`` over all runs; LinUCB keeps :math:`A_a^{-1}` by
   Sherman–Morrison, LinTS the Cholesky factor of the precision by rank-one
   updates (O(d²) per step and arm);
@@ -128,7 +128,7 @@ def mabwiser_run(name, theta, steps, seed=0):
 
 
 def ours(name, env, runs, steps):
-    from mtrlrec.agents.contextual_runners import run_contextual
+    from mtrlrec.train.contextual import run_contextual
     from mtrlrec.agents.linear import LinTS, LinUCB
 
     agent = LinUCB(alpha=1.0, regularization=1.0, fit_intercept=False) if name == "LinUCB" \

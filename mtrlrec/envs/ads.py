@@ -29,7 +29,7 @@ policy and a click+conversion policy choose different ads.
 Metrics (window means / cumulative sums logged by the loop): ``click``
 (CTR), ``conversion`` (conversions per impression); the conversion rate
 CVR = conversions / clicks is formed from the cumulative sums by
-:class:`mtrlrec.agents.contextual_runners.AdsRunner`.
+:func:`mtrlrec.runners.summaries.ads_summary`.
 """
 
 from __future__ import annotations

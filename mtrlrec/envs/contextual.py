@@ -34,7 +34,7 @@ Models
   The expected regret of the uniform policy per round is exact:
   :math:`\delta^2(\mu_1 - \tfrac{\mu_1 + 4\mu_2}{5}) + (1-\delta^2)(\mu_3 -
   \tfrac{\mu_1 + 3\mu_2 + \mu_3}{5})` (:func:`wheel_uniform_regret`), which
-  :mod:`mtrlrec.agents.contextual_runners` uses to normalise regrets.
+  :func:`mtrlrec.runners.summaries.wheel_summary` uses to normalise regrets.
 
 Parameters that vary per task (weights, :math:`\delta`, noise) live in the
 ``Params`` pytrees so a batch of tasks or a sweep over :math:`\delta` is a

@@ -166,6 +166,8 @@ class OnlineRunner:
             raise ConfigError(f"OnlineRunner.summary must be a function such as "
                               f"@regret_summary, got {summary!r}.")
         self.summary = summary
+        if summary is not None and hasattr(summary, "check_env"):
+            summary.check_env(self.env)
         self.init_from = init_from
         if self.num_steps % self.log_every:
             raise ConfigError(

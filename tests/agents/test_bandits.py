@@ -10,8 +10,9 @@ import pytest
 
 from mtrlrec.agents import bandits as A
 from mtrlrec.agents import initial
-from mtrlrec.agents.bandit_runners import (BanditRegretRunner, LaiRobbinsRunner,
-                                           ParameterStudyRunner)
+from mtrlrec.runners.bandit_tables import LaiRobbinsRunner, ParameterStudyRunner
+from mtrlrec.runners.online import OnlineRunner
+from mtrlrec.runners.summaries import regret_summary
 from mtrlrec.core.errors import ConfigError
 from mtrlrec.core.spaces import Box, Discrete
 from mtrlrec.envs.bandits import BernoulliBandit, GaussianBandit
@@ -231,11 +232,12 @@ def test_initial_strategies():
 
 def test_runners():
     env = BernoulliBandit(3, gap=0.2)
-    res = BanditRegretRunner(env, A.EpsilonGreedy(1.0, decay="inverse_t"), num_steps=100,
-                             tune={"epsilon": [0.5, 2.0]})(RunContext(num_seeds=3))
+    res = OnlineRunner(env, A.EpsilonGreedy(1.0, decay="inverse_t"), num_steps=100,
+                       log_every=10, hparams={"epsilon": [0.5, 2.0]},
+                       summary=regret_summary)(RunContext(num_seeds=3))
     assert res.final["cumulative_regret"].shape == (3,)
     assert res.final["tuned/epsilon"][0] in (0.5, 2.0)
-    assert "tuning of EpsilonGreedy" in res.tables
+    assert "tuning (in-sample, over the sweep)" in res.tables
     lr = LaiRobbinsRunner(env, num_steps=1000)(RunContext())
     c = R.lai_robbins_constant([0.3, 0.3, 0.5])
     np.testing.assert_allclose(lr.final["regret_slope"], [c])
@@ -263,8 +265,8 @@ def test_runners():
     (lambda: A.ThompsonSampling(bit_source="mt"), "ThompsonSampling.bit_source"),
     (lambda: A.EpsilonGreedy(0.1, decay="exp"), "EpsilonGreedy.decay"),
     (lambda: initial.ExpertPrior(), "exactly one of"),
-    (lambda: BanditRegretRunner(BernoulliBandit(2), A.UCB1(), num_steps=0),
-     "BanditRegretRunner.num_steps must be >= 10"),
+    (lambda: ParameterStudyRunner(GaussianBandit(4), families={"e": (A.EpsilonGreedy(), "epsilon", [2.0])}),
+     r"ParameterStudyRunner.families\['e'\]\['epsilon'\]\[0\] = 2: EpsilonGreedy.epsilon must be <= 1"),
     (lambda: LaiRobbinsRunner(BernoulliBandit(2), num_steps=0),
      "LaiRobbinsRunner.num_steps must be >= 1"),
 ])

@@ -5,7 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mtrlrec.agents.contextual_runners import WheelRunner, run_contextual
+from mtrlrec.runners.online import OnlineRunner
+from mtrlrec.runners.summaries import wheel_summary
+from mtrlrec.train.contextual import run_contextual
 from mtrlrec.agents.linear import (
     ContextualUniform, LinTS, LinUCB, NeuralEpsilonGreedy, NeuralLinear, cholesky_rank1_update,
     nig_from_data, nig_mean_values, nig_observe, nig_prior, nig_sample_values, sherman_morrison,
@@ -13,7 +15,7 @@ from mtrlrec.agents.linear import (
 from mtrlrec.core.errors import ConfigError
 from mtrlrec.core.spaces import Box, Discrete
 from mtrlrec.core.types import Transition
-from mtrlrec.envs.contextual import LinearGaussianBandit
+from mtrlrec.envs.contextual import LinearGaussianBandit, WheelBandit
 from mtrlrec.train import loop
 from mtrlrec.train.result import RunContext
 
@@ -138,7 +140,8 @@ def test_neural_agents_on_the_wheel():
     small = dict(hidden_sizes=(8,), train_every=50, train_steps=20, batch_size=16,
                  buffer_size=300)
     for agent in (NeuralLinear(**small), NeuralEpsilonGreedy(**small)):
-        res = WheelRunner(agent=agent, deltas=[0.5], num_steps=300)(ctx)
+        res = OnlineRunner(WheelBandit(), agent, num_steps=300, log_every=50,
+                           hparams={"env.delta": [0.5]}, summary=wheel_summary)(ctx)
         v = res.final["normalized_regret/0.5"]
         assert v.shape == (2,) and np.all(np.isfinite(v))
         assert res.curves["normalized_regret/0.5"].shape == (2, 6)
@@ -147,8 +150,9 @@ def test_neural_agents_on_the_wheel():
 @pytest.mark.slow
 def test_neural_linear_learns_the_wheel():
     """NeuralLinear beats the uniform policy (score 100) clearly at δ = 0.5, T = 2000."""
-    res = WheelRunner(agent=NeuralLinear(buffer_size=2000), deltas=[0.5],
-                      num_steps=2000)(RunContext(num_seeds=8, seed=0))
+    res = OnlineRunner(WheelBandit(), NeuralLinear(buffer_size=2000), num_steps=2000, log_every=50,
+                       hparams={"env.delta": [0.5]},
+                       summary=wheel_summary)(RunContext(num_seeds=8, seed=0))
     v = res.final["normalized_regret/0.5"]
     assert v.mean() + 4 * v.std() / np.sqrt(8) < 60.0
 

@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mtrlrec.agents.contextual_runners import WheelRunner, run_contextual
+from mtrlrec.runners.online import OnlineRunner
+from mtrlrec.runners.summaries import wheel_summary
+from mtrlrec.train.contextual import run_contextual
 from mtrlrec.agents.linear import BanditMLP, NeuralEpsilonGreedy, NeuralLinear
 from mtrlrec.agents.pretrain import BanditPretrainRunner
 from mtrlrec.core.errors import ConfigError
@@ -126,8 +128,9 @@ def test_pretrained_frozen_encoder_lowers_early_regret_on_the_wheel(tmp_path):
     assert float(res.final["greedy_regret"][0]) < 0.5  # uniform: 3.96 per round at δ = 0.95
 
     def regret(pretrained):
-        out = WheelRunner(agent=NeuralLinear(hidden_sizes=hidden, pretrained=pretrained), deltas=[0.95],
-                          num_steps=2000)(RunContext(num_seeds=16))
+        out = OnlineRunner(WheelBandit(), NeuralLinear(hidden_sizes=hidden, pretrained=pretrained),
+                           num_steps=2000, log_every=50, hparams={"env.delta": [0.95]},
+                           summary=wheel_summary)(RunContext(num_seeds=16))
         v = out.final["normalized_regret/0.95"]
         return v.mean(), v.std(ddof=1) / np.sqrt(len(v))
 

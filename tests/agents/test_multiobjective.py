@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mtrlrec.agents.contextual_runners import AdsRunner, PricingRunner
+from mtrlrec.runners.online import OnlineRunner
+from mtrlrec.runners.summaries import ads_summary, pricing_summary
 from mtrlrec.agents.linear import LinTS
 from mtrlrec.agents.multiobjective import ConstrainedLinTS, MultiObjectiveLinTS
 from mtrlrec.core.errors import ConfigError
@@ -77,7 +78,8 @@ def pricing_runs():
     """Constrained LinTS on the budgeted pricing env: 8 seeds x 4000 customers."""
     env = DynamicPricing(vector_reward=True, max_discount_spend=0.2)
     agent = ConstrainedLinTS(constraint_level=0.2, lagrange_lr=0.01, fit_intercept=False)
-    return env, PricingRunner(env=env, agent=agent, num_steps=4000)(RunContext(num_seeds=8))
+    return env, OnlineRunner(env, agent, num_steps=4000, log_every=80,
+                             summary=pricing_summary)(RunContext(num_seeds=8))
 
 
 def test_constrained_agent_keeps_the_budget(pricing_runs):
@@ -111,15 +113,15 @@ def test_bad_input():
     state = mo.init(jax.random.PRNGKey(0), OBS, ACT)
     with pytest.raises(ConfigError, match="the reward must be a vector of 3 components"):
         mo.observe(None, state, _tr(np.ones(3), 0, [1.0, 0.0]))
-    with pytest.raises(ConfigError, match="PricingRunner.env must be a DynamicPricing"):
-        PricingRunner(env=AdPlacement(), agent=mo)
+    with pytest.raises(ConfigError, match="pricing_summary needs a DynamicPricing env"):
+        OnlineRunner(AdPlacement(), mo, summary=pricing_summary)
 
 
 def test_ads_runner_metrics_are_consistent():
     """CTR/CVR/conversions from counts agree with the model's probabilities."""
     env = AdPlacement(weights=(1.0, 5.0))
-    res = AdsRunner(env=env, agent=MultiObjectiveLinTS(objective_weights=[1.0, 5.0]),
-                    num_steps=2000)(RunContext(num_seeds=8))
+    res = OnlineRunner(env, MultiObjectiveLinTS(objective_weights=[1.0, 5.0]), num_steps=2000,
+                       log_every=40, summary=ads_summary)(RunContext(num_seeds=8))
     f = res.final
     for k in ("ctr", "cvr", "conversions", "regret"):
         assert f[k].shape == (8,) and np.all(np.isfinite(f[k]))

@@ -1,10 +1,8 @@
-r"""Runners for bandit experiments and tables.
+r"""Runners of bandit tables that are not one online run.
 
-* :class:`BanditRegretRunner`: one agent on one bandit, every seed in one
-  compiled call; reports the cumulative regret at T, the slope of regret
-  against ln t over the last decade, and (optionally) tunes a hyperparameter
-  over a vmapped sweep, keeping the best point (the "tuned" rows of
-  Chapelle & Li 2011, §3).
+One agent on one bandit is ``OnlineRunner`` with ``summary = @regret_summary``
+(:mod:`mtrlrec.runners.summaries`); these two are different in kind:
+
 * :class:`LaiRobbinsRunner`: the analytic Lai & Robbins (1985) row,
   :math:`C(\mu)\ln T` and its slope :math:`C(\mu)`.
 * :class:`ParameterStudyRunner`: Sutton & Barto (2018, §2.10, Figure 2.6):
@@ -17,7 +15,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import gin
 import jax
@@ -31,101 +29,6 @@ from mtrlrec.envs import bandits as envs
 from mtrlrec.eval import regret as regret_lib
 from mtrlrec.train import loop
 from mtrlrec.train.result import Result, RunContext
-
-
-def _check_sweep(name: str, hparams: Mapping[str, Sequence[float]] | None) -> dict:
-    if not hparams:
-        return {}
-    out = {}
-    for k, v in dict(hparams).items():
-        arr = np.asarray(v, np.float32)
-        if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)):
-            raise ConfigError(f"{name}[{k!r}] must be a non-empty list of numbers, got {v!r}.")
-        out[k] = arr
-    if len({a.size for a in out.values()}) != 1:
-        raise ConfigError(f"{name} lists must have equal lengths, got "
-                          f"{ {k: a.size for k, a in out.items()} }.")
-    return out
-
-
-@gin.configurable
-class BanditRegretRunner:
-    """Cumulative regret of one agent on one bandit (optionally tuned).
-
-    Final metrics (per seed):
-
-    * ``cumulative_regret``: :math:`\\bar R_T`;
-    * ``regret_slope``: :math:`(\\bar R_T - \\bar R_{T/10}) / \\ln 10`, regret per
-      unit of ln t over the last decade (compare with the Lai–Robbins constant);
-    * ``regret_per_log_t``: :math:`\\bar R_T / \\ln T`;
-    * ``fraction_optimal``: fraction of optimal pulls over the run;
-    * ``regret_over_t``: :math:`\\bar R_T / T`.
-
-    With ``tune`` (a sweep ``{name: [values]}``), all values run in one compiled
-    call on common random numbers and the value with the lowest mean regret at T
-    is reported (tuned in-sample, as an oracle-tuned baseline); the sweep is
-    listed in a table.
-
-    Args:
-      env: the bandit (``@BernoulliBandit()``).
-      agent: the agent.
-      num_steps: horizon T (a multiple of 100).
-      log_every: curve resolution (default T/100; T/10 must be a multiple).
-      tune: optional sweep to tune over.
-    """
-
-    def __init__(self, env: Environment = gin.REQUIRED, agent: Agent = gin.REQUIRED,
-                 num_steps: int = 10_000, log_every: int | None = None,
-                 tune: Mapping[str, Sequence[float]] | None = None):
-        if not isinstance(env, Environment):
-            raise ConfigError(f"BanditRegretRunner.env must be an environment, got {env!r}.")
-        if not isinstance(agent, Agent):
-            raise ConfigError(f"BanditRegretRunner.agent must be an agent, got {agent!r}.")
-        self.env, self.agent = env, agent
-        self.num_steps = check_int("BanditRegretRunner.num_steps", num_steps, min_value=10)
-        if log_every is None:
-            log_every = max(1, self.num_steps // 100)
-        self.log_every = check_int("BanditRegretRunner.log_every", log_every, min_value=1)
-        if self.num_steps % self.log_every or (self.num_steps // 10) % self.log_every:
-            raise ConfigError(
-                f"BanditRegretRunner.log_every={self.log_every} must divide T/10 = "
-                f"{self.num_steps // 10} (T = BanditRegretRunner.num_steps = {self.num_steps})."
-            )
-        self.tune = _check_sweep("BanditRegretRunner.tune", tune)
-
-    def __call__(self, ctx: RunContext) -> Result:
-        out = loop.run(self.env, self.agent, num_steps=self.num_steps, num_seeds=ctx.num_seeds,
-                       seed=ctx.seed, log_every=self.log_every, hparams=self.tune or None,
-                       progress=ctx.progress, desc=f"{self.agent.name} on {self.env.name}")
-        steps = out.steps
-        reg = out.metrics["cumulative_regret"]  # [S, L] or [H, S, L]
-        opt = out.metrics["optimal_action"]
-        tables = {}
-        hp = {}
-        if self.tune:
-            means = reg[..., -1].mean(-1)  # [H]
-            best = int(np.argmin(means))
-            rows = ["| " + " | ".join(self.tune) + " | regret at T (mean ± SE) |",
-                    "|" + "---|" * (len(self.tune) + 1)]
-            for h in range(means.shape[0]):
-                se = reg[h, :, -1].std(ddof=1) / math.sqrt(reg.shape[1]) if reg.shape[1] > 1 else 0
-                vals = " | ".join(f"{self.tune[k][h]:g}" for k in self.tune)
-                mark = " (best)" if h == best else ""
-                rows.append(f"| {vals} | {means[h]:.1f} ± {se:.1f}{mark} |")
-            tables[f"tuning of {self.agent.name}"] = "\n".join(rows)
-            hp = {k: v[best:best + 1] for k, v in self.tune.items()}
-            reg, opt = reg[best], opt[best]
-        final = {
-            "cumulative_regret": reg[:, -1],
-            "regret_slope": regret_lib.regret_slope(steps, reg, 1.0),
-            "regret_per_log_t": reg[:, -1] / math.log(self.num_steps),
-            "regret_over_t": reg[:, -1] / self.num_steps,
-            "fraction_optimal": opt.mean(-1),
-        }
-        for k, v in hp.items():
-            final[f"tuned/{k}"] = np.full(reg.shape[0], float(v[0]))
-        return Result(final=final, curves={"cumulative_regret": reg, "optimal_action": opt},
-                      steps=steps, primary="cumulative_regret", tables=tables)
 
 
 @gin.configurable
@@ -218,8 +121,9 @@ class ParameterStudyRunner:
                     f"ParameterStudyRunner.families[{label!r}] must be (agent, name, values), "
                     f"got {spec!r}."
                 ) from None
-            vals = _check_sweep(f"ParameterStudyRunner.families[{label!r}]", {name: values})
-            self.families[label] = (agent, name, vals[name])
+            sweep, _ = loop.check_sweep({name: values}, agent, self.env, None, True,
+                                        owner=f"ParameterStudyRunner.families[{label!r}]")
+            self.families[label] = (agent, name, np.asarray(sweep[name]))
 
     def __call__(self, ctx: RunContext) -> Result:
         base = jax.random.PRNGKey(ctx.seed)
