@@ -107,7 +107,7 @@ def recsim_worker(num_candidates: int, slate_size: int, steps: int, episodes: in
         out["episode_length"] = [float(lengths.mean()), se(lengths)]
         out["clicks"] = [float(clicks.mean()), se(clicks)]
         # RecSim's CTR and AverageQuality pool all steps / all clicks; standard
-        # errors by the delta method over episodes (as mtrlrec.envs.slate_eval).
+        # errors by the delta method over episodes (as mtrlrec.runners.episodes).
         for name, x, y in (("ctr", clicks, lengths), ("avg_quality", qsum, clicks)):
             ratio = x.sum() / max(y.sum(), 1e-12)
             out[name] = [float(ratio), se((x - ratio * y) / y.mean())]

@@ -93,6 +93,8 @@ class LoopOutput:
       compile_seconds: wall time of compiling the chunk program.
       eval_steps: ``[num_evals]`` training steps at each evaluation.
       eval_metrics: name -> ``[num_seeds, num_evals]`` (or ``[H, num_seeds, num_evals]``).
+      eval_users: the last evaluation per user, name -> ``[num_seeds, num_envs]``
+        (or ``[H, num_seeds, num_envs]``); see :func:`mtrlrec.train.step.make_eval_fn`.
     """
 
     steps: np.ndarray
@@ -103,6 +105,7 @@ class LoopOutput:
     compile_seconds: float = 0.0
     eval_steps: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
     eval_metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    eval_users: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -342,11 +345,17 @@ def run(
             )
     eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, EVAL_STREAM))(keys)
 
+    last_users: dict[str, np.ndarray] = {}
+
     def evaluate():
-        m = jax.device_get(programs.evaluate(carry.agent_state, eval_keys, env_params, sweep))
+        m, users = jax.device_get(programs.evaluate(carry.agent_state, eval_keys, env_params,
+                                                    sweep))
         for k, v in m.items():
             evals.setdefault(f"eval/{k}", []).append(
                 _trim(np.asarray(v)[..., None], seed_axis, num_seeds))
+        last_users.clear()
+        last_users.update({k: _trim(np.asarray(v), seed_axis, num_seeds)
+                           for k, v in users.items()})
 
     bar = None
     if progress and num_steps:
@@ -380,15 +389,16 @@ def run(
             rate = num_seeds * max(num_hp, 1) * num_envs * windows_per_chunk * log_every / max(
                 dt, 1e-9)
             bar.set_postfix_str(f"{rate:,.0f} user·steps/s")
-        out = _output(collected, evals, log_every, _real_seeds(carry, seed_axis, num_seeds),
-                      sweep, seconds, compile_seconds, evaluation)
+        out = _output(collected, evals, last_users, log_every,
+                      _real_seeds(carry, seed_axis, num_seeds), sweep, seconds, compile_seconds,
+                      evaluation)
         if on_chunk is not None:
             on_chunk(c, num_chunks, out)
     if bar is not None:
         bar.close()
     if out is None:  # evaluation only, or resumed a finished run
-        out = _output(collected, evals, log_every, _real_seeds(carry, seed_axis, num_seeds),
-                      sweep, 0.0, 0.0, evaluation)
+        out = _output(collected, evals, last_users, log_every,
+                      _real_seeds(carry, seed_axis, num_seeds), sweep, 0.0, 0.0, evaluation)
     return out
 
 
@@ -584,7 +594,8 @@ def _trim(a: np.ndarray, seed_axis: int, num_seeds: int) -> np.ndarray:
     return np.take(a, np.arange(num_seeds), axis=seed_axis)
 
 
-def _output(collected, evals, log_every, carry, sweep, seconds, compile_seconds, evaluation):
+def _output(collected, evals, eval_users, log_every, carry, sweep, seconds, compile_seconds,
+            evaluation):
     metrics = {k: np.concatenate(v, axis=-1) for k, v in collected.items()}
     num_logs = next(iter(metrics.values())).shape[-1] if metrics else 0
     eval_metrics = {k: np.concatenate(v, axis=-1) for k, v in evals.items()}
@@ -600,4 +611,5 @@ def _output(collected, evals, log_every, carry, sweep, seconds, compile_seconds,
         eval_steps=(np.arange(1, num_evals + 1) * every).astype(np.int64) if every
         else np.zeros(num_evals, np.int64),
         eval_metrics=eval_metrics,
+        eval_users=dict(eval_users),
     )

@@ -292,14 +292,21 @@ def window_means(sums: Mapping[str, jax.Array], steps: Any, num_learns: int | No
 
 def make_eval_fn(env: Environment, agent: Agent, *, episodes: int, max_steps: int,
                  num_envs: int = 1, chunk: int = 16):
-    """Returns ``evaluate(agent_state, key, env_params) -> metrics`` for one seed.
+    """Returns ``evaluate(agent_state, key, env_params) -> (metrics, per_user)`` for one seed.
 
     ``num_envs`` fresh users are served greedily with learning off until each
-    has finished ``episodes`` episodes (episodic envs) or for ``max_steps``
-    steps. A user that has finished keeps stepping (cheaper than stopping it)
-    but adds nothing to the statistics. Returns ``{name: scalar}``: step
-    metrics averaged over the users' evaluated steps, ``episode_*`` over their
-    evaluated episodes, ``episodes`` (the mean per user) and ``steps``.
+    has finished ``episodes`` episodes (episodic envs; at most ``max_steps``
+    steps each) or for ``max_steps`` steps. A user that has finished keeps
+    stepping (cheaper than stopping it) but adds nothing to the statistics.
+
+    Returns:
+      metrics: ``{name: scalar}``: step metrics pooled over the users' evaluated
+        steps, ``episode_*`` over their evaluated episodes, ``episodes`` and
+        ``steps`` (means per user).
+      per_user: ``{name: [num_envs]}``: each user's sums of the step metrics over
+        its evaluated steps, ``steps``, ``episodes``, ``truncated`` (steps the
+        env truncated) and ``unfinished`` (1 where the step cap came first), for
+        statistics over users (e.g. RecSim's per-episode table).
     """
     if not agent.has_greedy:
         raise ConfigError(
@@ -330,6 +337,7 @@ def make_eval_fn(env: Environment, agent: Agent, *, episodes: int, max_steps: in
         probe = jax.eval_shape(step_metrics_of, env_state, agent_state, obs)
         zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, jnp.float32), probe)
         users = jnp.zeros((num_envs,), jnp.float32)
+        zeros["truncated_steps"] = users
 
         def one(state, i):
             env_state, agent_state, obs, sums, done_eps, steps, active = state
@@ -339,14 +347,14 @@ def make_eval_fn(env: Environment, agent: Agent, *, episodes: int, max_steps: in
                 env, k_step, env_state, action, env_params, num_envs)
             agent_state = trial_reset(agent, k_reset, agent_state, info)
             m = metrics_of(batch(reward), batch(info))
+            m["truncated_steps"] = batch(trunc).astype(jnp.float32)
             w = active.astype(jnp.float32)
             sums = {k: sums[k] + v * w for k, v in m.items()}
             steps = steps + w
             if episodic:
-                done_eps = done_eps + w * m["episode_done"]
+                done_eps = done_eps + w * batch(term | trunc).astype(jnp.float32)
                 active = active & (done_eps < episodes)
-            else:
-                active = active & (steps < max_steps)
+            active = active & (steps < max_steps)
             return env_state, agent_state, obs, sums, done_eps, steps, active
 
         def body(c):
@@ -361,11 +369,15 @@ def make_eval_fn(env: Environment, agent: Agent, *, episodes: int, max_steps: in
         init = (env_state, agent_state, obs, zeros, users, users, jnp.ones((num_envs,), bool))
         state, _ = jax.lax.while_loop(cond, body, (init, jnp.int32(0)))
         _, _, _, sums, done_eps, steps, _ = state
+        truncated = sums.pop("truncated_steps")
         total = {k: jnp.sum(v) for k, v in sums.items()}
         out = window_means(total, jnp.sum(steps))
         out["episodes"] = jnp.mean(done_eps) if episodic else jnp.float32(0.0)
         out["steps"] = jnp.mean(steps)
-        return out
+        unfinished = (done_eps < episodes) if episodic else jnp.zeros((num_envs,), bool)
+        per_user = {**sums, "steps": steps, "episodes": done_eps, "truncated": truncated,
+                    "unfinished": unfinished.astype(jnp.float32)}
+        return out, per_user
 
     return evaluate
 

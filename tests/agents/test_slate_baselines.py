@@ -11,7 +11,7 @@ from mtrlrec.core.spaces import Discrete, Slate
 from mtrlrec.core.wrappers import EpisodeStatistics
 from mtrlrec.envs import choice
 from mtrlrec.envs.slate import recsim_interest_evolution
-from mtrlrec.envs.slate_eval import evaluate_episodes, summarize
+from mtrlrec.runners.episodes import evaluate_episodes, summarize
 from mtrlrec.train import loop
 
 

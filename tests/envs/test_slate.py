@@ -1,4 +1,4 @@
-"""Tests of the slate simulator (mtrlrec/envs/slate.py, choice.py, slate_eval.py)."""
+"""Tests of the slate simulator (mtrlrec/envs/slate.py, choice.py) and its episode evaluation."""
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +9,8 @@ from mtrlrec.agents.slate_baselines import RandomSlate
 from mtrlrec.core.errors import ConfigError
 from mtrlrec.envs import choice
 from mtrlrec.envs.slate import REWARD_NAMES, SlateEnv, recsim_interest_evolution
-from mtrlrec.envs.slate_eval import SlateEpisodeRunner, evaluate_episodes, summarize
+from mtrlrec.runners.episodes import episode_summary, evaluate_episodes, summarize
+from mtrlrec.runners.online import OnlineRunner
 from mtrlrec.train.result import RunContext
 
 ALPHA_B = 0.9 / 3.4
@@ -303,20 +304,20 @@ def test_random_policy_matches_recsim(episode_setup):
 
 def test_episode_runner_result(episode_setup):
     env, agent = episode_setup
-    runner = SlateEpisodeRunner(env=env, agent=agent, num_users=20, quick_users=500)
-    res = runner(RunContext(num_seeds=2, seed=0, quick=True))  # 1,000 users: same program
+    runner = OnlineRunner(env, agent, num_steps=0, num_envs=500, eval_episodes=1,
+                          summary=episode_summary)
+    res = runner(RunContext(num_seeds=2, seed=0))  # 2 x 500 users
     assert res.final["episode_return"].shape == (2,)
     assert set(res.stderr) >= {"episode_return", "ctr", "avg_quality"}
     assert np.all(res.final["ctr"] > 0) and np.all(res.final["ctr"] < 1)
-    with pytest.raises(ConfigError, match="SlateEpisodeRunner.agent must be bound"):
-        SlateEpisodeRunner(env=env, agent=None)
-    with pytest.raises(ConfigError, match="SlateEpisodeRunner.num_users must be >= 1"):
-        SlateEpisodeRunner(env=env, agent=RandomSlate(), num_users=0)
+    assert "episodes" in res.stderr_over
+    with pytest.raises(ConfigError, match="OnlineRunner.num_envs must be >= 1"):
+        OnlineRunner(env, RandomSlate(), num_steps=0, num_envs=0)
 
 
 def test_episode_step_cap(episode_setup):
     env, agent = episode_setup
-    stats = evaluate_episodes(env, agent, num_users=8, max_steps=5, chunk=4)
+    stats = evaluate_episodes(env, agent, num_users=8, max_steps=5)
     np.testing.assert_array_equal(stats["episode_length"], 5.0)
     np.testing.assert_array_equal(stats["truncated"], 1.0)
 
@@ -364,9 +365,3 @@ def test_recsim_fidelity_table_passes(tmp_path):
 
     _, table = run_table("recsim_fidelity", out=str(tmp_path / "bench"), progress=False)
     assert table.passed, table.markdown
-
-
-def test_episode_evaluation_with_learning_updates(episode_setup):
-    env, agent = episode_setup
-    stats = evaluate_episodes(env, agent, num_users=8, max_steps=5, chunk=4, learn=True)
-    np.testing.assert_array_equal(stats["episode_length"], 5.0)
