@@ -11,7 +11,7 @@ from mtrlrec.runners.online import OnlineRunner
 from mtrlrec.runners.summaries import wheel_summary
 from mtrlrec.train.contextual import run_contextual
 from mtrlrec.agents.linear import BanditMLP, NeuralEpsilonGreedy, NeuralLinear
-from mtrlrec.agents.pretrain import BanditPretrainRunner
+from mtrlrec.runners.pretrain import BanditPretrainRunner
 from mtrlrec.core.errors import ConfigError
 from mtrlrec.core.spaces import Box, Discrete
 from mtrlrec.core.types import Transition
