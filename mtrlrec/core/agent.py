@@ -116,6 +116,13 @@ class Agent(Generic[S]):
     def check_compatible(self, obs_spec: Space, action_spec: Space) -> None:
         """Raises ``ConfigError`` when this agent cannot act in these spaces."""
 
+    def check_num_envs(self, num_envs: int) -> None:
+        """Raises ``ConfigError`` if this learner cannot take batches of ``num_envs`` users.
+
+        A batched learner whose networks or buffers are built for a batch size
+        refuses another here, before anything compiles.
+        """
+
     def check_hparam(self, name: str, value: float) -> None:
         """Raises ``ConfigError`` if ``value`` is not valid for hyperparameter ``name``.
 
@@ -165,6 +172,9 @@ class AgentWrapper(Agent):
 
     def check_hparam(self, name, value):
         self.agent.check_hparam(name, value)
+
+    def check_num_envs(self, num_envs):
+        self.agent.check_num_envs(num_envs)
 
     def init(self, key, obs_spec, action_spec):
         return self.agent.init(key, obs_spec, action_spec)

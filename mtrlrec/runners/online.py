@@ -22,6 +22,7 @@ from the latest one to the same final numbers. ``num_steps = 0`` with
 
 from __future__ import annotations
 
+import pathlib
 from typing import Any, Callable, Mapping, Sequence
 
 import gin
@@ -168,6 +169,9 @@ class OnlineRunner:
         self.summary = summary
         if summary is not None and hasattr(summary, "check_env"):
             summary.check_env(self.env)
+        if init_from is not None and not pathlib.Path(init_from).exists():
+            raise ConfigError(f"OnlineRunner.init_from={init_from!r}: no such run directory or "
+                              "checkpoint file.")
         self.init_from = init_from
         if self.num_steps % self.log_every:
             raise ConfigError(
@@ -273,8 +277,6 @@ class OnlineRunner:
 
 def _agent_state_from(path: str):
     """The learner state in a run directory's latest checkpoint (or a checkpoint file)."""
-    import pathlib
-
     p = pathlib.Path(path)
     if p.is_dir():
         found = ckpt.latest(p / "checkpoints" if (p / "checkpoints").is_dir() else p)

@@ -296,6 +296,7 @@ def run(
             f"num_chunks={num_chunks} must divide the number of log windows {num_logs}."
         )
     windows_per_chunk = num_logs // num_chunks
+    agent.check_num_envs(num_envs)
     if num_envs > 1 and not agent.batched:
         agent = PerUser(agent)
     env_params = checked_params(env, agent, env_params, env_params_per_seed)

@@ -48,6 +48,23 @@ def test_users_are_a_batch_and_metrics_average_over_them():
     assert jax.tree.leaves(out.carry.env_state)[0].shape[:2] == (2, 64)
 
 
+def test_a_learner_built_for_another_batch_is_refused():
+    class Sized(_CountingUsers):
+        def __init__(self, num_envs=8):
+            self.num_envs = num_envs
+
+        def check_num_envs(self, num_envs):
+            if num_envs != self.num_envs:
+                raise ConfigError(f"Sized.num_envs={self.num_envs}, but the loop has {num_envs} "
+                                  "users per learner.")
+
+    env = BernoulliBandit(num_arms=2)
+    with pytest.raises(ConfigError, match="Sized.num_envs=8, but the loop has 4"):
+        loop.run(env, Sized(), num_envs=4, num_steps=10, log_every=10)
+    out = loop.run(env, Sized(), num_envs=8, num_steps=10, log_every=10)
+    assert out.metrics["regret"].shape == (1, 1)
+
+
 def test_per_user_wrapper_shares_one_learner():
     env = BernoulliBandit(num_arms=3, means=[0.1, 0.5, 0.9])
     out = loop.run(env, UCB1(c=1.0), num_envs=8, num_seeds=1, num_steps=50, log_every=50)
