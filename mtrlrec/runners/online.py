@@ -221,22 +221,35 @@ class OnlineRunner:
             path = ckpt.latest(ctx.checkpoint_dir)
             if path is not None:
                 state = ckpt.load_state_dict(path)
-                resume = loop.LoopResume(state["carry"], state["metrics"],
-                                         int(state["next_chunk"]),
-                                         state.get("eval_metrics", {}))
                 start_step = int(state["last_step"])
+                resume = loop.LoopResume(state["carry"], state["metrics"],
+                                         start_step // self.log_every,
+                                         state.get("eval_metrics", {}))
             # Lines logged after the checkpoint (or all, without one) are redone.
             jsonl = getattr(ctx.writer, "jsonl", None)
             if jsonl is not None:
                 jsonl.truncate_after(start_step)
         logged = {"n": start_step}
 
-        def on_chunk(c: int, num_chunks: int, out: loop.LoopOutput) -> None:
+        def log_new_windows(out: loop.LoopOutput) -> None:
             steps = out.steps
-            new = steps > logged["n"]
-            for j in np.nonzero(new)[0]:
+            for j in np.nonzero(steps > logged["n"])[0]:
                 ctx.writer.scalars(int(steps[j]), _window_scalars(out.metrics, j, labels))
             logged["n"] = int(steps[-1])
+
+        def save(out: loop.LoopOutput) -> None:
+            # Numbered by the log windows done, so a checkpoint taken at Ctrl-C inside
+            # a chunk sorts between the chunks' own.
+            step = int(out.steps[-1])
+            ckpt.save(ctx.checkpoint_dir, step // self.log_every, {
+                "carry": out.carry,
+                "metrics": out.metrics,
+                "eval_metrics": out.eval_metrics,
+                "last_step": np.int64(step),
+            }, meta={"step": step})
+
+        def on_chunk(c: int, num_chunks: int, out: loop.LoopOutput) -> None:
+            log_new_windows(out)
             if out.eval_metrics:  # this chunk's evaluation
                 ctx.writer.scalars(int(out.eval_steps[-1]),
                                    _window_scalars(out.eval_metrics, -1, labels))
@@ -244,20 +257,21 @@ class OnlineRunner:
             if ctx.checkpoint_dir is not None and self.checkpoint_every and (
                 (c + 1) % self.checkpoint_every == 0 or c + 1 == num_chunks
             ):
-                ckpt.save(ctx.checkpoint_dir, c + 1, {
-                    "carry": out.carry,
-                    "metrics": out.metrics,
-                    "eval_metrics": out.eval_metrics,
-                    "next_chunk": np.int64(c + 1),
-                    "last_step": np.int64(steps[-1]),
-                }, meta={"next_chunk": c + 1, "step": int(steps[-1])})
+                save(out)
+
+        def on_interrupt(out: loop.LoopOutput) -> None:
+            log_new_windows(out)
+            ctx.writer.flush()
+            if ctx.checkpoint_dir is not None:
+                save(out)
 
         out = loop.run(
             self.env, self.agent,
             num_steps=self.num_steps, num_seeds=ctx.num_seeds, env_params=env_params,
             env_params_per_seed=per_seed, seed=ctx.seed, log_every=self.log_every,
             hparams=self.hparams or None, num_chunks=self.num_chunks, resume=resume,
-            on_chunk=on_chunk, progress=ctx.progress, desc=f"{self.agent.name} on {self.env.name}",
+            on_chunk=on_chunk, on_interrupt=on_interrupt, progress=ctx.progress,
+            desc=f"{self.agent.name} on {self.env.name}",
             num_envs=self.num_envs, evaluation=self.evaluation, init_agent_state=init_state,
         )
         if self.num_steps == 0:  # evaluation only: no chunk ran, log the one evaluation

@@ -46,7 +46,8 @@ def all_checkpoints(directory: str | pathlib.Path) -> list[pathlib.Path]:
     directory = pathlib.Path(directory)
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir() if _NAME.search(p.name))
+    found = [p for p in directory.iterdir() if _NAME.search(p.name)]
+    return sorted(found, key=lambda p: int(_NAME.search(p.name).group(1)))
 
 
 def latest(directory: str | pathlib.Path) -> pathlib.Path | None:

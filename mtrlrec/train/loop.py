@@ -40,8 +40,11 @@ picks by shape (``tests/train/test_loop.py``, ``tests/train/test_sharding.py``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import signal
+import threading
 import time
 from typing import Any, Callable, Mapping
 
@@ -54,10 +57,10 @@ from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError, check_int
 from mtrlrec.train import sharding
 from mtrlrec.train.step import (LoopCarry, choose_divisor, init_carry, make_eval_fn,
-                                make_window_fn, step_metrics)
+                                make_window_fn, per_episode, step_metrics)
 
-__all__ = ["Evaluation", "LoopCarry", "LoopOutput", "LoopResume", "checked_params",
-           "choose_num_chunks", "run", "step_metrics"]
+__all__ = ["Diverged", "Evaluation", "Interrupted", "LoopCarry", "LoopOutput", "LoopResume",
+           "checked_params", "choose_num_chunks", "run", "step_metrics"]
 
 MAX_STEPS = 2**31 - 1  # the int32 step counters of the loop and of the agents
 EVAL_STREAM = 0x5EED_E7A1  # fold_in data of the evaluation users' keys
@@ -110,16 +113,26 @@ class LoopOutput:
 
 @dataclasses.dataclass
 class LoopResume:
-    """Where to pick up an interrupted run: the carry after ``next_chunk`` chunks.
+    """Where to pick up an interrupted run: the carry after ``next_window`` log windows.
 
     ``carry`` may be a restored state dict (``flax.serialization``); it is
     matched against a freshly initialised carry of the same configuration.
+    ``metrics`` holds the windows before ``next_window``; ``eval_metrics`` the
+    evaluations of the chunks finished before it.
     """
 
     carry: Any
     metrics: dict[str, np.ndarray]
-    next_chunk: int
+    next_window: int
     eval_metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+class Diverged(ConfigError):
+    """A metric became NaN or infinite: the run stopped (see :func:`run`)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run`: raised after ``on_interrupt`` saw the last finished window."""
 
 
 def check_sweep(hparams: Mapping[str, Any] | None, agent: Agent, env: Environment,
@@ -229,9 +242,11 @@ def run(
     resume: LoopResume | None = None,
     init_agent_state: Any = None,
     on_chunk: Callable[[int, int, LoopOutput], None] | None = None,
+    on_interrupt: Callable[[LoopOutput], None] | None = None,
     progress: bool = False,
     desc: str = "run",
     devices: int | None = None,
+    slice_seconds: float = 1.0,
 ) -> LoopOutput:
     """Runs ``agent`` on ``env`` for ``num_steps`` steps, for every seed at once.
 
@@ -262,6 +277,12 @@ def run(
         carry's (``[num_seeds, ...]``) or one state for all seeds.
       on_chunk: called as ``on_chunk(chunk_index, num_chunks, partial_output)``
         after every chunk (logging, checkpointing).
+      on_interrupt: called with the output up to the last finished window when
+        Ctrl-C stops the run (to save a checkpoint there); then :class:`Interrupted`
+        is raised. A chunk runs as calls of about ``slice_seconds`` each (the
+        first of one window, the next sized from its speed), so Ctrl-C takes
+        effect within about that time, and the progress bar moves from the
+        first second. The numbers do not depend on how calls are sliced.
       progress: show a progress bar with steps/s and ETA.
       desc: progress bar label.
       devices: spread the seeds over at most this many devices (default: all,
@@ -270,137 +291,223 @@ def run(
 
     Returns:
       A :class:`LoopOutput`.
+
+    Raises:
+      Diverged: a metric of some seed became NaN or infinite (``episode_*``
+        metrics are NaN in windows without a finished episode and are exempt
+        from NaN, not from infinity). The message names the seeds and the first
+        step; ``on_chunk`` is not called for the diverged chunk, so the last
+        checkpoint written is the last good one.
     """
-    num_steps = check_int("num_steps", num_steps, min_value=0 if evaluation else 1)
-    if num_steps > MAX_STEPS:
-        raise ConfigError(
-            f"num_steps={num_steps:,} is more than 2^31 - 1 steps per seed, the range of the "
-            f"int32 step counters; split the run or use more seeds (--seeds) instead.")
-    num_seeds = check_int("num_seeds (--seeds)", num_seeds, min_value=1)
-    num_envs = check_int("num_envs", num_envs, min_value=1)
-    log_every = check_int("log_every", log_every, min_value=1)
-    if num_steps % log_every:
-        raise ConfigError(
-            f"num_steps={num_steps} must be a multiple of log_every={log_every}."
-        )
-    if num_steps == 0:  # evaluation only: no window runs, any valid length will do
-        log_every = agent.learn_every
-    num_logs = num_steps // log_every
-    if evaluation is not None:
-        num_chunks = _eval_chunks(evaluation, num_steps, log_every, num_chunks)
-    elif num_chunks is None:
-        num_chunks = choose_num_chunks(num_logs)
-    num_chunks = check_int("num_chunks", num_chunks, min_value=1)
-    if num_logs % num_chunks:
-        raise ConfigError(
-            f"num_chunks={num_chunks} must divide the number of log windows {num_logs}."
-        )
-    windows_per_chunk = num_logs // num_chunks
-    agent.check_num_envs(num_envs)
-    if num_envs > 1 and not agent.batched:
-        agent = PerUser(agent)
-    env_params = checked_params(env, agent, env_params, env_params_per_seed)
-    sweep, num_hp = check_sweep(hparams, agent, env, env_params, env_params_per_seed)
-
-    devices = sharding.seed_devices(num_seeds, devices)
-    padded = sharding.padded_size(num_seeds, devices)
-    seed_ids = jnp.arange(seed_offset, seed_offset + padded)
-    base = jax.random.PRNGKey(seed)
-    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(seed_ids)
-    if env_params_per_seed:
-        def pad(a):
-            a = jnp.asarray(a)
-            if a.shape[0] != num_seeds:
-                raise ConfigError(
-                    f"per-seed env params need a leading axis of {num_seeds}, got {a.shape}."
-                )
-            return jnp.concatenate([a, jnp.repeat(a[-1:], padded - num_seeds, 0)], 0)
-        env_params = jax.tree.map(pad, env_params)
-    params_axis = 0 if env_params_per_seed else None
-    programs = _compiled(env, agent, log_every, max(windows_per_chunk, 1), params_axis,
-                         bool(num_hp), devices, num_envs, evaluation)
-    keys = sharding.shard_along(keys, 0, devices)
-    if env_params_per_seed:
-        env_params = sharding.shard_along(env_params, 0, devices)
-
-    carry = programs.init(keys, env_params, sweep)
-    # The cumulative dict must exist in the carry from the start so the chunk
-    # program has a fixed structure: trace one window abstractly to learn its keys.
-    carry = _with_cumulative_keys(carry, env, programs.window, env_params, params_axis, num_hp,
-                                  devices)
-    seed_axis = 1 if num_hp else 0
-    if init_agent_state is not None:
-        carry = carry.replace(agent_state=_place_agent_state(
-            carry.agent_state, init_agent_state, seed_axis, num_seeds))
-    collected: dict[str, list[np.ndarray]] = {}
-    evals: dict[str, list[np.ndarray]] = {}
-    start_chunk = 0
-    if resume is not None:
-        carry = _restore_carry(carry, resume.carry, seed_axis, num_seeds)
-        collected = {k: [np.asarray(v)] for k, v in resume.metrics.items()}
-        evals = {k: [np.asarray(v)] for k, v in resume.eval_metrics.items()}
-        start_chunk = int(resume.next_chunk)
-        if start_chunk > num_chunks:
+    # Ctrl-C sets a flag from here on (also during set-up and compilation); the run
+    # stops after the call in flight, with the last finished window handed on.
+    with _interrupt_flag() as interrupted:
+        num_steps = check_int("num_steps", num_steps, min_value=0 if evaluation else 1)
+        if num_steps > MAX_STEPS:
             raise ConfigError(
-                f"cannot resume at chunk {start_chunk}: this run has {num_chunks} chunks."
+                f"num_steps={num_steps:,} is more than 2^31 - 1 steps per seed, the range of the "
+                f"int32 step counters; split the run or use more seeds (--seeds) instead.")
+        num_seeds = check_int("num_seeds (--seeds)", num_seeds, min_value=1)
+        num_envs = check_int("num_envs", num_envs, min_value=1)
+        log_every = check_int("log_every", log_every, min_value=1)
+        if num_steps % log_every:
+            raise ConfigError(
+                f"num_steps={num_steps} must be a multiple of log_every={log_every}."
             )
-    eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, EVAL_STREAM))(keys)
-
-    last_users: dict[str, np.ndarray] = {}
-
-    def evaluate():
-        m, users = jax.device_get(programs.evaluate(carry.agent_state, eval_keys, env_params,
-                                                    sweep))
-        for k, v in m.items():
-            evals.setdefault(f"eval/{k}", []).append(
-                _trim(np.asarray(v)[..., None], seed_axis, num_seeds))
-        last_users.clear()
-        last_users.update({k: _trim(np.asarray(v), seed_axis, num_seeds)
-                           for k, v in users.items()})
-
-    bar = None
-    if progress and num_steps:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=num_steps, initial=start_chunk * windows_per_chunk * log_every,
-                   desc=desc, unit="step", dynamic_ncols=True, leave=True)
-    seconds = compile_seconds = 0.0
-    out = None
-    if num_steps == 0:
-        evaluate()
-        num_chunks = 0
-    if start_chunk < num_chunks:
-        # Compiled ahead of the first call (which then reuses it), so that
-        # ``seconds`` times every chunk and ``compile_seconds`` compilation alone.
-        t0 = time.perf_counter()
-        programs.chunk.lower(carry, env_params, sweep).compile()
-        compile_seconds = time.perf_counter() - t0
-    for c in range(start_chunk, num_chunks):
-        t0 = time.perf_counter()
-        carry, m = programs.chunk(carry, env_params, sweep)
-        m = jax.device_get(m)
-        dt = time.perf_counter() - t0
-        seconds += dt
-        for k, v in m.items():
-            collected.setdefault(k, []).append(_trim(np.asarray(v), seed_axis, num_seeds))
+        if num_steps == 0:  # evaluation only: no window runs, any valid length will do
+            log_every = agent.learn_every
+        num_logs = num_steps // log_every
         if evaluation is not None:
+            num_chunks = _eval_chunks(evaluation, num_steps, log_every, num_chunks)
+        elif num_chunks is None:
+            num_chunks = choose_num_chunks(num_logs)
+        num_chunks = check_int("num_chunks", num_chunks, min_value=1)
+        if num_logs % num_chunks:
+            raise ConfigError(
+                f"num_chunks={num_chunks} must divide the number of log windows {num_logs}."
+            )
+        windows_per_chunk = num_logs // num_chunks
+        agent.check_num_envs(num_envs)
+        if num_envs > 1 and not agent.batched:
+            agent = PerUser(agent)
+        env_params = checked_params(env, agent, env_params, env_params_per_seed)
+        sweep, num_hp = check_sweep(hparams, agent, env, env_params, env_params_per_seed)
+
+        devices = sharding.seed_devices(num_seeds, devices)
+        padded = sharding.padded_size(num_seeds, devices)
+        seed_ids = jnp.arange(seed_offset, seed_offset + padded)
+        base = jax.random.PRNGKey(seed)
+        keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(seed_ids)
+        if env_params_per_seed:
+            def pad(a):
+                a = jnp.asarray(a)
+                if a.shape[0] != num_seeds:
+                    raise ConfigError(
+                        f"per-seed env params need a leading axis of {num_seeds}, got {a.shape}."
+                    )
+                return jnp.concatenate([a, jnp.repeat(a[-1:], padded - num_seeds, 0)], 0)
+            env_params = jax.tree.map(pad, env_params)
+        params_axis = 0 if env_params_per_seed else None
+        programs = _compiled(env, agent, log_every, max(windows_per_chunk, 1), params_axis,
+                             bool(num_hp), devices, num_envs, evaluation)
+        keys = sharding.shard_along(keys, 0, devices)
+        if env_params_per_seed:
+            env_params = sharding.shard_along(env_params, 0, devices)
+
+        carry = programs.init(keys, env_params, sweep)
+        # The cumulative dict must exist in the carry from the start so the chunk
+        # program has a fixed structure: trace one window abstractly to learn its keys.
+        carry = _with_cumulative_keys(carry, env, programs.window, env_params, params_axis, num_hp,
+                                      devices)
+        seed_axis = 1 if num_hp else 0
+        if init_agent_state is not None:
+            carry = carry.replace(agent_state=_place_agent_state(
+                carry.agent_state, init_agent_state, seed_axis, num_seeds))
+        collected: dict[str, list[np.ndarray]] = {}
+        evals: dict[str, list[np.ndarray]] = {}
+        start_window = 0
+        if resume is not None:
+            carry = _restore_carry(carry, resume.carry, seed_axis, num_seeds)
+            collected = {k: [np.asarray(v)] for k, v in resume.metrics.items()}
+            evals = {k: [np.asarray(v)] for k, v in resume.eval_metrics.items()}
+            start_window = int(resume.next_window)
+            if start_window > num_logs:
+                raise ConfigError(
+                    f"cannot resume after window {start_window}: this run has {num_logs} windows."
+                )
+        start_chunk = start_window // windows_per_chunk if windows_per_chunk else 0
+        eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, EVAL_STREAM))(keys)
+
+        last_users: dict[str, np.ndarray] = {}
+
+        def evaluate():
+            m, users = jax.device_get(programs.evaluate(carry.agent_state, eval_keys, env_params,
+                                                        sweep))
+            for k, v in m.items():
+                evals.setdefault(f"eval/{k}", []).append(
+                    _trim(np.asarray(v)[..., None], seed_axis, num_seeds))
+            last_users.clear()
+            last_users.update({k: _trim(np.asarray(v), seed_axis, num_seeds)
+                               for k, v in users.items()})
+
+        bar = None
+        if progress and num_steps:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=num_steps, initial=start_window * log_every, desc=desc, unit="step",
+                       dynamic_ncols=True, leave=True)
+        seconds = compile_seconds = 0.0
+        out = None
+        if num_steps == 0:
             evaluate()
+            num_chunks = 0
+        chunk = None
+        if start_window < num_logs:
+            # Compiled ahead of the first call (and kept for later runs of the same
+            # shapes), so that ``seconds`` times the calls and ``compile_seconds``
+            # compilation alone.
+            signature = jax.tree.map(lambda a: (np.shape(a), str(getattr(a, "dtype", type(a)))),
+                                     (carry, env_params, sweep))
+            signature = (jax.tree.structure(signature), tuple(jax.tree.leaves(signature)))
+            chunk = programs.executables.get(signature)
+            if chunk is None:
+                t0 = time.perf_counter()
+                chunk = programs.chunk.lower(carry, env_params, sweep,
+                                             np.int32(windows_per_chunk)).compile()
+                compile_seconds = time.perf_counter() - t0
+                programs.executables[signature] = chunk
+        users_per_step = num_seeds * max(num_hp, 1) * num_envs
+        window = start_window
+        n = 1  # the first call measures the speed
+        while window < num_logs:
+            c = window // windows_per_chunk
+            n = min(n, (c + 1) * windows_per_chunk - window)
+            t0 = time.perf_counter()
+            carry, m = chunk(carry, env_params, sweep, np.int32(n))
+            m = jax.device_get(m)
+            dt = time.perf_counter() - t0
+            seconds += dt
+            m = {k: _trim(np.asarray(v)[..., :n], seed_axis, num_seeds) for k, v in m.items()}
+            _check_finite(m, window, log_every, seed_axis)
+            for k, v in m.items():
+                collected.setdefault(k, []).append(v)
+            window += n
+            if bar is not None:
+                bar.update(n * log_every)
+                bar.set_postfix_str(f"{users_per_step * n * log_every / max(dt, 1e-9):,.0f} "
+                                    "user·steps/s")
+            chunk_done = window % windows_per_chunk == 0
+            if chunk_done and evaluation is not None:
+                evaluate()
+            if chunk_done or interrupted():
+                out = _output(collected, evals, last_users, log_every,
+                              _real_seeds(carry, seed_axis, num_seeds), sweep, seconds,
+                              compile_seconds, evaluation)
+            if chunk_done and on_chunk is not None:
+                on_chunk(c, num_chunks, out)
+            if interrupted():
+                if bar is not None:
+                    bar.close()
+                if on_interrupt is not None and not chunk_done:
+                    on_interrupt(out)
+                raise Interrupted(f"interrupted after step {window * log_every}")
+            # The next call: about slice_seconds of work (a scan length chosen at
+            # run time; the compiled loop takes it as an argument).
+            n = int(max(1, min(windows_per_chunk, slice_seconds * n / max(dt, 1e-9))))
         if bar is not None:
-            bar.update(windows_per_chunk * log_every)
-            rate = num_seeds * max(num_hp, 1) * num_envs * windows_per_chunk * log_every / max(
-                dt, 1e-9)
-            bar.set_postfix_str(f"{rate:,.0f} user·steps/s")
-        out = _output(collected, evals, last_users, log_every,
-                      _real_seeds(carry, seed_axis, num_seeds), sweep, seconds, compile_seconds,
-                      evaluation)
-        if on_chunk is not None:
-            on_chunk(c, num_chunks, out)
-    if bar is not None:
-        bar.close()
-    if out is None:  # evaluation only, or resumed a finished run
-        out = _output(collected, evals, last_users, log_every,
-                      _real_seeds(carry, seed_axis, num_seeds), sweep, 0.0, 0.0, evaluation)
-    return out
+            bar.close()
+        if out is None:  # evaluation only, or resumed a finished run
+            out = _output(collected, evals, last_users, log_every,
+                          _real_seeds(carry, seed_axis, num_seeds), sweep, 0.0, 0.0, evaluation)
+        if interrupted():  # Ctrl-C during set-up or an evaluation-only run
+            raise Interrupted("interrupted")
+        return out
+
+
+@contextlib.contextmanager
+def _interrupt_flag():
+    """Within the block, Ctrl-C sets a flag (read by calling the yielded function)
+    instead of raising inside a compiled call, whose donated carry would then be
+    lost; a second Ctrl-C raises at once. Outside the main thread: no flag."""
+    hit = []
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+
+    def handler(signum, frame):
+        if hit:
+            raise KeyboardInterrupt
+        hit.append(True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(hit)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _check_finite(metrics: Mapping[str, np.ndarray], first_window: int, log_every: int,
+                  seed_axis: int) -> None:
+    """Raises :class:`Diverged` naming the seeds and step where a metric stopped being finite.
+
+    ``episode_*`` metrics may be NaN (a window in which no episode ended), not infinite.
+    """
+    for name, v in metrics.items():
+        bad = ~np.isfinite(v)
+        if per_episode(name):
+            bad = np.isinf(v)
+        if not bad.any():
+            continue
+        seeds_bad = np.flatnonzero(bad.any(axis=-1).reshape(-1, bad.shape[seed_axis]).any(0)
+                                   if seed_axis else bad.any(axis=-1))
+        first = int(np.flatnonzero(bad.reshape(-1, bad.shape[-1]).any(0))[0])
+        step = (first_window + first + 1) * log_every
+        shown = ", ".join(str(int(i)) for i in seeds_bad[:10]) + (
+            ", ..." if seeds_bad.size > 10 else "")
+        raise Diverged(
+            f"the metric {name!r} became {'NaN' if np.isnan(v[bad]).any() else 'infinite'} in "
+            f"the window ending at step {step} for seed(s) {shown}: the run stopped there; "
+            "results and checkpoints written before that window are kept.")
 
 
 def _eval_chunks(evaluation: Evaluation, num_steps: int, log_every: int,
@@ -431,6 +538,7 @@ class _Programs:
     chunk: Callable
     evaluate: Callable | None
     window: Callable
+    executables: dict = dataclasses.field(default_factory=dict)  # compiled chunks by input shapes
 
 
 @functools.lru_cache(maxsize=64)
@@ -457,19 +565,31 @@ def _compiled(env, agent, log_every, windows_per_chunk, params_axis, sweep, devi
         _, agent_hp = _split_sweep(hp)
         return init_carry(env, agent, params_for(params, hp), key, agent_hp, num_envs)
 
-    def one_seed_chunk(carry, params, hp):
+    def one_seed_chunk(carry, params, hp, n):
+        # ``n`` (<= windows_per_chunk) windows, the metrics written into a buffer of
+        # windows_per_chunk: one compiled program serves calls of any length.
         params = params_for(params, hp)
-        return jax.lax.scan(lambda c, _: window(c, params), carry, None, length=windows_per_chunk)
+        shapes = jax.eval_shape(lambda c: window(c, params)[1], carry)
+        buf = jax.tree.map(lambda a: jnp.zeros((windows_per_chunk,) + a.shape, a.dtype), shapes)
+
+        def body(i, state):
+            c, buf = state
+            c, m = window(c, params)
+            buf = jax.tree.map(lambda b, x: jax.lax.dynamic_update_index_in_dim(b, x, i, 0),
+                               buf, m)
+            return c, buf
+
+        return jax.lax.fori_loop(0, n, body, (carry, buf))
 
     def one_seed_eval(agent_state, key, params, hp):
         return evaluate(agent_state, key, params_for(params, hp))
 
     init_fn = jax.vmap(one_seed_init, in_axes=(0, params_axis, None))
-    chunk_fn = jax.vmap(one_seed_chunk, in_axes=(0, params_axis, None))
+    chunk_fn = jax.vmap(one_seed_chunk, in_axes=(0, params_axis, None, None))
     eval_fn = jax.vmap(one_seed_eval, in_axes=(0, 0, params_axis, None))
     if sweep:
         init_fn = jax.vmap(init_fn, in_axes=(None, None, 0))
-        chunk_fn = jax.vmap(chunk_fn, in_axes=(0, None, 0))
+        chunk_fn = jax.vmap(chunk_fn, in_axes=(0, None, 0, None))
         eval_fn = jax.vmap(eval_fn, in_axes=(0, None, None, 0))
     seed_axis = 1 if sweep else 0
     if devices > 1:
@@ -482,7 +602,8 @@ def _compiled(env, agent, log_every, windows_per_chunk, params_axis, sweep, devi
         mesh = sharding.seed_mesh(devices)
         init_fn = jax.shard_map(init_fn, mesh=mesh, in_specs=(keys, params_spec, sharding.P()),
                                 out_specs=seeds, check_vma=False)
-        chunk_fn = jax.shard_map(chunk_fn, mesh=mesh, in_specs=(seeds, params_spec, sharding.P()),
+        chunk_fn = jax.shard_map(chunk_fn, mesh=mesh,
+                                 in_specs=(seeds, params_spec, sharding.P(), sharding.P()),
                                  out_specs=(seeds, seeds), check_vma=False)
         eval_fn = jax.shard_map(eval_fn, mesh=mesh,
                                 in_specs=(seeds, keys, params_spec, sharding.P()),

@@ -169,3 +169,51 @@ def test_large_vector_info_must_be_reduced_explicitly():
 
     out = loop.run(Declared(num_arms=2), EpsilonGreedy(0.1), num_steps=10, log_every=10)
     np.testing.assert_array_equal(out.metrics["big"], 0.0)
+
+
+class _Diverging(EpsilonGreedy):
+    """ε-greedy whose learn reports a loss that turns NaN for odd seeds after 120 steps."""
+
+    def learn(self, key, state):
+        nan_now = (state.t > 120) & (state.hparams.epsilon > 0.15)
+        return state, {"loss": jnp.where(nan_now, jnp.nan, 1.0)}
+
+
+def test_divergence_stops_the_run_naming_seeds_and_step():
+    saved = []
+    with pytest.raises(loop.Diverged, match=r"'agent/loss' became NaN in the window ending at "
+                                            r"step 140 for seed\(s\) 0"):
+        # sweep point ε = 0.2 diverges; seeds are numbered within it
+        loop.run(ENV, _Diverging(0.1), num_seeds=1, num_steps=200, log_every=20, num_chunks=5,
+                 on_chunk=lambda c, n, o: saved.append(int(o.steps[-1])),
+                 hparams={"epsilon": [0.1, 0.2]})
+    # the chunks before the diverged one were handed on (logged, checkpointed); not that one
+    assert saved == [40, 80, 120]
+
+
+def test_ctrl_c_stops_within_a_slice_and_resumes_exactly():
+    import os
+    import signal
+    import threading
+
+    # about a second of work, cut into calls of ~20 ms; Ctrl-C a third of the way in
+    kw = dict(num_seeds=4, num_steps=2_000_000, log_every=2_000, num_chunks=2,
+              slice_seconds=0.02)
+    agent = EpsilonGreedy(0.1)  # one instance: the second run reuses the compiled program
+    full = loop.run(ENV, agent, **kw)
+    partial = {}
+    timer = threading.Timer(full.seconds / 3, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(loop.Interrupted):
+        loop.run(ENV, agent, on_interrupt=lambda o: partial.update(out=o), **kw)
+    timer.cancel()
+    out = partial["out"]
+    done = len(out.steps)
+    assert 0 < done < 1000  # stopped inside the run (of 1,000 windows), not at its end
+    from flax import serialization
+    import jax
+
+    resumed = loop.run(ENV, agent, resume=loop.LoopResume(
+        serialization.to_state_dict(jax.device_get(out.carry)), out.metrics, done), **kw)
+    for k in full.metrics:
+        np.testing.assert_array_equal(resumed.metrics[k], full.metrics[k])

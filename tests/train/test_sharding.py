@@ -40,7 +40,7 @@ if mode == "save":
     loop.run(env, UCB1(), on_chunk=save, **kw)
 else:
     state = flax.serialization.msgpack_restore(open(path, "rb").read())
-    r = loop.run(env, UCB1(), resume=loop.LoopResume(state["carry"], state["metrics"], 1), **kw)
+    r = loop.run(env, UCB1(), resume=loop.LoopResume(state["carry"], state["metrics"], 2), **kw)
     out["resumed"] = {k: v.tolist() for k, v in r.metrics.items()}
 print(json.dumps(out))
 """
