@@ -444,3 +444,42 @@ def test_run_json_records_absolute_paths(reference, exp_dir):
     meta = json.loads((reference / "run.json").read_text())
     assert meta["experiment"] == str(exp_dir / "exp.gin")
     assert pathlib.Path(meta["cwd"]).is_absolute()
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["experiments/contextual/wheel_linucb.gin", "--gin_param",
+      "OnlineRunner.hparams = {'env.delta': [0.5, 1.5]}"],
+     "OnlineRunner.hparams['env.delta'][1] = 1.5: WheelBandit.delta must be < 1.0"),
+    (["experiments/quickstart.gin", "--gin_param", "OnlineRunner.num_steps = 3_000_000_000"],
+     "OnlineRunner.num_steps=3,000,000,000 is more than 2^31 - 1 steps per seed"),
+    (["experiments/bandits/trials_ucb.gin", "--gin_param", "Trials.length = 0"],
+     "Trials.length must be an integer >= 1"),
+    (["experiments/quickstart.gin", "--gin_param", "OnlineRunner.num_steps = 0",
+      "--gin_param", "OnlineRunner.init_from = 'runs/nope'"],
+     "OnlineRunner.init_from='runs/nope': no such run directory or checkpoint file."),
+    (["experiments/ads/click_only.gin", "--gin_param", "OnlineRunner.summary = @pricing_summary"],
+     "OnlineRunner.summary = @pricing_summary needs a DynamicPricing env, got AdPlacement."),
+])
+def test_engine_mistakes_are_one_line_before_anything_is_written(capsys, tmp_path, args, needle):
+    out = tmp_path / "r"
+    rc, _, err = run(capsys, "run", *[str(REPO / a) if a.endswith(".gin") else a for a in args],
+                     "--no-progress", "--out", out)
+    one_line_error(rc, err, needle)
+    assert not out.exists()
+
+
+def test_divergence_stops_with_one_line_and_keeps_earlier_results(capsys, tmp_path):
+    exp = tmp_path / "div.gin"
+    exp.write_text("include 'envs/bandit_gaussian.gin'\ninclude 'agents/epsilon_greedy.gin'\n"
+                   "Experiment.runner = @OnlineRunner()\nOnlineRunner.env = %ENV\n"
+                   "OnlineRunner.agent = %AGENT\nOnlineRunner.num_steps = 400\n"
+                   "OnlineRunner.log_every = 100\nOnlineRunner.num_chunks = 4\n")
+    ok = tmp_path / "ok"
+    rc, _, err = run(capsys, "run", exp, "--no-progress", "--out", ok)
+    assert rc == 0, err
+    bad = tmp_path / "bad"
+    rc, _, err = run(capsys, "run", exp, "--no-progress", "--out", bad,
+                     "--gin_param", "GaussianBandit.noise_std = 1e38")
+    one_line_error(rc, err, "became NaN in the window ending at step 100 for seed(s) 0",
+                   "the run stopped there")
+    assert not bad.exists()  # nothing had been written: no orphan directory

@@ -148,6 +148,10 @@ class OnlineRunner:
         self.env = env
         self.agent = agent
         self.num_steps = check_int("OnlineRunner.num_steps", num_steps, min_value=0)
+        if self.num_steps > loop.MAX_STEPS:
+            raise ConfigError(
+                f"OnlineRunner.num_steps={self.num_steps:,} is more than 2^31 - 1 steps per seed, "
+                "the range of the int32 step counters; use more seeds (--seeds) or shorter runs.")
         self.log_every = check_int("OnlineRunner.log_every", log_every, min_value=1)
         self.num_envs = check_int("OnlineRunner.num_envs", num_envs, min_value=1)
         self.evaluation = None
