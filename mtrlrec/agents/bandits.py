@@ -44,7 +44,7 @@ import numpy as np
 
 from mtrlrec.core import sampling
 from mtrlrec.core import rng
-from mtrlrec.core.agent import Agent
+from mtrlrec.core.agent import FLOAT32_EXACT_STEPS, Agent
 from mtrlrec.core.errors import ConfigError, check_float, check_floats, check_int
 from mtrlrec.core.layout import flat_vmap
 from mtrlrec.core.reductions import max_last
@@ -77,21 +77,40 @@ class ArmStatsState:
     """Per-arm pull counts and sample-mean estimates; shared by index policies."""
 
     hparams: flax.struct.PyTreeNode
-    counts: jax.Array  # [K] pulls N_a
+    counts: jax.Array  # [K] int32 pulls N_a
     values: jax.Array  # [K] sample means Q_a
+    comp: jax.Array    # [K] Kahan compensation of Q_a (the mean is Q_a - comp_a)
     t: jax.Array       # total pulls
 
 
+def kahan_add_at(total: jax.Array, comp: jax.Array, i: jax.Array, x: jax.Array):
+    """``total[i] += x`` with Kahan compensation ``comp[i]`` (the sum is ``total - comp``).
+
+    A float32 running sum or mean loses the increments below half an ulp: the
+    incremental mean of an arm pulled 10^7 times drifted from 0.9 to 0.72 in 4·10^7
+    pulls, because positive increments (r - Q)/N rounded to nothing and negative
+    ones did not. Compensation keeps what each addition drops.
+    """
+    y = x - comp[i]
+    t = total[i] + y
+    return total.at[i].set(t), comp.at[i].set((t - total[i]) - y)
+
+
 def update_arm_stats(state: ArmStatsState, action: jax.Array, reward: jax.Array) -> ArmStatsState:
-    """Incremental sample mean of the pulled arm: :math:`Q \\leftarrow Q + (r - Q)/N`."""
-    counts = state.counts.at[action].add(1.0)
-    values = state.values.at[action].add((reward - state.values[action]) / counts[action])
-    return state.replace(counts=counts, values=values, t=state.t + 1)
+    """Incremental sample mean of the pulled arm: :math:`Q \\leftarrow Q + (r - Q)/N`,
+    compensated (:func:`kahan_add_at`); counts are int32, exact to 2^31 - 1."""
+    n = state.counts[action] + 1
+    mean = state.values[action] - state.comp[action]
+    values, comp = kahan_add_at(state.values, state.comp, action,
+                                (reward - mean) / n.astype(jnp.float32))
+    return state.replace(counts=state.counts.at[action].set(n), values=values, comp=comp,
+                         t=state.t + 1)
 
 
 def _arm_stats_init(hparams, k: int) -> ArmStatsState:
-    return ArmStatsState(hparams=hparams, counts=jnp.zeros(k, jnp.float32),
-                         values=jnp.zeros(k, jnp.float32), t=jnp.int32(0))
+    zeros = jnp.zeros(k, jnp.float32)
+    return ArmStatsState(hparams=hparams, counts=jnp.zeros(k, jnp.int32), values=zeros,
+                         comp=zeros, t=jnp.int32(0))
 
 
 def _scalar_reward(reward: jax.Array) -> jax.Array:
@@ -235,6 +254,8 @@ class OptimisticGreedy(_BanditAgent):
       step_size: α in [0, 1] (swept as ``step_size``).
       epsilon: exploration probability in [0, 1] (0: greedy).
     """
+
+    max_exact_steps = FLOAT32_EXACT_STEPS  # float32 running sums (see Agent)
 
     def __init__(self, initial_value: float = 5.0, step_size: float = 0.1,
                  epsilon: float = 0.0):
@@ -489,6 +510,8 @@ class BetaState:
     hparams: NoHParams
     alpha: jax.Array  # [K] prior alpha + successes
     beta: jax.Array   # [K] prior beta + failures
+    alpha_comp: jax.Array  # [K] Kahan compensations (kahan_add_at): exact past 2^24 pulls
+    beta_comp: jax.Array
     t: jax.Array
 
 
@@ -550,7 +573,9 @@ class ThompsonSampling(_BanditAgent):
     def init(self, key, obs_spec, action_spec):
         k = num_actions(action_spec)
         a, b = self._priors(k)
-        return BetaState(self.hparams(), jnp.asarray(a), jnp.asarray(b), jnp.int32(0))
+        zeros = jnp.zeros(k, jnp.float32)
+        return BetaState(self.hparams(), jnp.asarray(a), jnp.asarray(b), zeros, zeros,
+                         jnp.int32(0))
 
     def act(self, key, state, obs, *, greedy=False):
         if greedy:  # the posterior means
@@ -562,8 +587,10 @@ class ThompsonSampling(_BanditAgent):
 
     def observe(self, key, state, transition):
         a, r = transition.action, _scalar_reward(transition.reward)
-        return state.replace(alpha=state.alpha.at[a].add(r),
-                             beta=state.beta.at[a].add(1.0 - r), t=state.t + 1)
+        alpha, alpha_comp = kahan_add_at(state.alpha, state.alpha_comp, a, r)
+        beta, beta_comp = kahan_add_at(state.beta, state.beta_comp, a, 1.0 - r)
+        return state.replace(alpha=alpha, beta=beta, alpha_comp=alpha_comp, beta_comp=beta_comp,
+                             t=state.t + 1)
 
 
 @flax.struct.dataclass
@@ -588,6 +615,8 @@ class GaussianThompson(_BanditAgent):
       prior_std: s₀ > 0.
       noise_std: σ > 0.
     """
+
+    max_exact_steps = FLOAT32_EXACT_STEPS  # float32 running sums (see Agent)
 
     def __init__(self, prior_mean: float = 0.0, prior_std: float = 1.0,
                  noise_std: float = 1.0):
@@ -681,6 +710,8 @@ class EXP3(_BanditAgent):
       gamma: γ in (0, 1] (swept as ``gamma``).
     """
 
+    max_exact_steps = FLOAT32_EXACT_STEPS  # float32 running sums (see Agent)
+
     def __init__(self, gamma: float = 0.1):
         self.gamma = check_float("EXP3.gamma", gamma, low=0.0, high=1.0, low_open=True)
 
@@ -737,6 +768,8 @@ class GradientBandit(_BanditAgent):
       step_size: α > 0 (swept as ``step_size``).
       baseline: use the average-reward baseline.
     """
+
+    max_exact_steps = FLOAT32_EXACT_STEPS  # float32 running sums (see Agent)
 
     def __init__(self, step_size: float = 0.1, baseline: bool = True):
         self.step_size = check_float("GradientBandit.step_size", step_size, low=0.0,

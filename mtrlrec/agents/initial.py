@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mtrlrec.agents.bandits import _BanditAgent, _categorical, _scalar_reward
+from mtrlrec.core.agent import FLOAT32_EXACT_STEPS
 from mtrlrec.core.agent import Agent
 from mtrlrec.core.errors import ConfigError, check_float, check_floats, check_int
 from mtrlrec.core.spaces import num_actions
@@ -132,6 +133,7 @@ class SoftmaxWarmStart(_BanditAgent):
         self.agent = agent
         self.learn_every = agent.learn_every
         self.has_greedy = agent.has_greedy
+        self.max_exact_steps = FLOAT32_EXACT_STEPS  # the warm start's float32 reward baseline
         self.logits = None if logits is None else check_floats("SoftmaxWarmStart.logits", logits)
         self.num_steps = check_int("SoftmaxWarmStart.num_steps", num_steps, min_value=0)
         self.step_size = check_float("SoftmaxWarmStart.step_size", step_size, low=0.0)

@@ -39,7 +39,7 @@ from mtrlrec.agents.linear import (
     NIGPosterior, _check_nig, _features, _round_robin, argmax_random_tiebreak, context_dim,
     nig_observe, nig_prior, nig_sample_values,
 )
-from mtrlrec.core.agent import Agent
+from mtrlrec.core.agent import FLOAT32_EXACT_STEPS, Agent
 from mtrlrec.core.errors import ConfigError, check_float, check_floats
 from mtrlrec.core.spaces import num_actions
 
@@ -77,6 +77,8 @@ class MultiObjectiveLinTS(Agent):
       objective_weights: w, one weight per reward component (e.g. (1, 5)).
       a0, b0, lambda_prior, initial_pulls, fit_intercept: as in ``LinTS``.
     """
+
+    max_exact_steps = FLOAT32_EXACT_STEPS  # float32 posterior sums (see Agent)
 
     _owner = "MultiObjectiveLinTS"
 

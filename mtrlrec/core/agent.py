@@ -52,6 +52,8 @@ from mtrlrec.core.types import ActInfo, Metrics, PRNGKey, Transition
 
 S = TypeVar("S")
 
+FLOAT32_EXACT_STEPS = 2**24  # a float32 count or sum of 0/1 rewards stops growing here
+
 
 @flax.struct.dataclass
 class AgentState:
@@ -68,11 +70,15 @@ class Agent(Generic[S]):
         rollout length).
       has_greedy: whether ``act(..., greedy=True)`` is an evaluation policy.
       batched: whether ``act``/``observe`` take a batch of users.
+      max_exact_steps: steps (pulls) beyond which the learner's float32 running
+        statistics stop being exact (2^24 for plain float32 sums and averages);
+        a longer run is refused. None: no limit (compensated or int statistics).
     """
 
     learn_every: int = 1
     has_greedy: bool = True
     batched: bool = False
+    max_exact_steps: int | None = None
 
     def __new__(cls, *args, **kwargs):
         # The constructor arguments, so a swept value can be validated by the
@@ -159,6 +165,7 @@ class AgentWrapper(Agent):
         self.learn_every = agent.learn_every
         self.has_greedy = agent.has_greedy
         self.batched = agent.batched
+        self.max_exact_steps = agent.max_exact_steps
 
     @property
     def name(self) -> str:

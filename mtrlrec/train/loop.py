@@ -328,6 +328,13 @@ def run(
             )
         windows_per_chunk = num_logs // num_chunks
         agent.check_num_envs(num_envs)
+        if agent.max_exact_steps is not None and num_steps * num_envs > agent.max_exact_steps:
+            raise ConfigError(
+                f"{agent.name} keeps float32 running statistics, exact for "
+                f"{agent.max_exact_steps:,} pulls; this run makes {num_steps * num_envs:,} per "
+                "learner (num_steps x num_envs). Shorten it, or use an agent with compensated "
+                "statistics (ε-greedy, UCB1, KL-UCB, Softmax, Thompson sampling).")
+
         if num_envs > 1 and not agent.batched:
             agent = PerUser(agent)
         env_params = checked_params(env, agent, env_params, env_params_per_seed)
