@@ -299,6 +299,24 @@ class OptimisticGreedy(_BanditAgent):
         return state.replace(counts=counts, w=w, q=q, t=state.t + 1)
 
 
+# -- index policies -----------------------------------------------------------------
+
+
+class _IndexPolicy(_BanditAgent):
+    """Pulls the arm of largest ``self.indices(state)`` (ties: lowest index); sample means."""
+
+    def init(self, key, obs_spec, action_spec):
+        return _arm_stats_init(self.hparams(), num_actions(action_spec))
+
+    def act(self, key, state, obs, *, greedy=False):
+        if greedy:  # the evaluation policy: exploit the sample means
+            return jnp.argmax(state.values).astype(jnp.int32), state, {}
+        return jnp.argmax(self.indices(state)).astype(jnp.int32), state, {}
+
+    def observe(self, key, state, transition):
+        return update_arm_stats(state, transition.action, _scalar_reward(transition.reward))
+
+
 # -- UCB1 --------------------------------------------------------------------------
 
 
@@ -308,7 +326,7 @@ class UCBHParams:
 
 
 @gin.configurable
-class UCB1(_BanditAgent):
+class UCB1(_IndexPolicy):
     """Upper confidence bound :math:`Q_a + c\\sqrt{\\ln t / N_a}`.
 
     With c = √2 this is UCB1 of Auer, Cesa-Bianchi & Fischer (2002, Fig. 1),
@@ -327,22 +345,12 @@ class UCB1(_BanditAgent):
     def hparams(self):
         return UCBHParams(c=jnp.float32(self.c))
 
-    def init(self, key, obs_spec, action_spec):
-        return _arm_stats_init(self.hparams(), num_actions(action_spec))
-
     def indices(self, state: ArmStatsState) -> jax.Array:
         """``[K]`` UCB indices (``inf`` for unpulled arms)."""
         log_t = jnp.log(jnp.maximum(state.t, 1).astype(jnp.float32))
         bonus = state.hparams.c * jnp.sqrt(log_t / jnp.maximum(state.counts, 1.0))
         return jnp.where(state.counts > 0, state.values + bonus, jnp.inf)
 
-    def act(self, key, state, obs, *, greedy=False):
-        if greedy:  # the evaluation policy: exploit the sample means
-            return jnp.argmax(state.values).astype(jnp.int32), state, {}
-        return jnp.argmax(self.indices(state)).astype(jnp.int32), state, {}
-
-    def observe(self, key, state, transition):
-        return update_arm_stats(state, transition.action, _scalar_reward(transition.reward))
 
 
 # -- KL-UCB ------------------------------------------------------------------------
@@ -451,7 +459,7 @@ class KLUCBHParams:
 
 
 @gin.configurable
-class KLUCB(_BanditAgent):
+class KLUCB(_IndexPolicy):
     """KL-UCB for Bernoulli rewards (Garivier & Cappé 2011, §2, eq. 4).
 
     Index :math:`\\max\\{q : N_a\\,\\mathrm{kl}(\\hat\\mu_a, q) \\le \\ln t + c\\ln\\ln t\\}`;
@@ -471,9 +479,6 @@ class KLUCB(_BanditAgent):
     def hparams(self):
         return KLUCBHParams(c=jnp.float32(self.c))
 
-    def init(self, key, obs_spec, action_spec):
-        return _arm_stats_init(self.hparams(), num_actions(action_spec))
-
     def indices(self, state: ArmStatsState) -> jax.Array:
         t = jnp.maximum(state.t, 1).astype(jnp.float32)
         log_t = jnp.log(t)
@@ -481,13 +486,6 @@ class KLUCB(_BanditAgent):
         idx = kl_ucb_index(state.values, jnp.maximum(state.counts, 1.0), level, self.num_iters)
         return jnp.where(state.counts > 0, idx, jnp.inf)
 
-    def act(self, key, state, obs, *, greedy=False):
-        if greedy:  # the evaluation policy: exploit the sample means
-            return jnp.argmax(state.values).astype(jnp.int32), state, {}
-        return jnp.argmax(self.indices(state)).astype(jnp.int32), state, {}
-
-    def observe(self, key, state, transition):
-        return update_arm_stats(state, transition.action, _scalar_reward(transition.reward))
 
 
 # -- Thompson sampling -------------------------------------------------------------
