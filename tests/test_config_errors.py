@@ -22,7 +22,7 @@ QS = "experiments/quickstart.gin"
     ("OnlineRunner.hparams = {'epsilon': []}", r"OnlineRunner\.hparams\['epsilon'\] must be a non-empty list"),
     ("Experiment.num_seeds = 0", r"Experiment\.num_seeds must be >= 1"),
     ("BernoulliBandit.means = [0.5, 'x', 0, 0, 0, 0, 0, 0, 0, 0]",
-     r"^BernoulliBandit\.means\[1\] is 'x', not a number \(BernoulliBandit\.means = \[0\.5, 'x'"),
+     r"^BernoulliBandit\.means\[1\] must be a number, got 'x'\.$"),
 ])
 def test_bad_binding(binding, message):
     with pytest.raises(ConfigError, match=message) as e:

@@ -124,9 +124,9 @@ def test_unusable_compilation_cache(capsys, tmp_path, monkeypatch, variable):
 
 @pytest.mark.parametrize("binding, message", [
     ("BernoulliBandit.means = [0.5, 'x', 0, 0, 0, 0, 0, 0, 0, 0]",
-     "BernoulliBandit.means[1] is 'x', not a number"),
+     "BernoulliBandit.means[1] must be a number, got 'x'"),
     ("BernoulliBandit.means = [0.5, None, 0, 0, 0, 0, 0, 0, 0, 0]",
-     "BernoulliBandit.means[1] is None, not a number"),
+     "BernoulliBandit.means[1] must be a number, got None"),
     ("OnlineRunner.num_steps = 1e4", "OnlineRunner.num_steps must be an integer"),
 ])
 def test_wrong_element_type_names_the_binding(capsys, tmp_path, binding, message):

@@ -64,7 +64,7 @@ def check_floats(
         values, "__len__"
     ):
         raise ConfigError(f"{name} must be a list of numbers, got {values!r}.")
-    values = [float(v) if not isinstance(v, (list, tuple)) else v for v in list(values)]
+    values = list(values)
     if length is not None and len(values) != length:
         raise ConfigError(f"{name} must have {length} entries, got {len(values)}.")
     out = []

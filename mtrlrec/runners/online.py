@@ -131,11 +131,12 @@ class OnlineRunner:
         if not isinstance(env, Environment):
             raise ConfigError(
                 f"OnlineRunner.env must be an environment instance (e.g. @BernoulliBandit()), "
-                f"got {env!r}."
+                f"got {_describe(env)}."
             )
         if not isinstance(agent, Agent):
             raise ConfigError(
-                f"OnlineRunner.agent must be an agent instance (e.g. @EpsilonGreedy()), got {agent!r}."
+                f"OnlineRunner.agent must be an agent instance (e.g. @EpsilonGreedy()), "
+                f"got {_describe(agent)}."
             )
         for w in wrappers:
             env = w(env)
@@ -309,6 +310,15 @@ def _agent_state_from(path: str):
     except (KeyError, TypeError):
         raise ConfigError(f"OnlineRunner.init_from={path!r} is not a checkpoint of an online "
                           "run (it holds no learner state).") from None
+
+
+def _describe(x) -> str:
+    """A value as a user would name it: a class (``@X`` without ``()``), a type name, a literal."""
+    if isinstance(x, type):
+        return f"the class {x.__name__} (write @{x.__name__}() to build one)"
+    if isinstance(x, (str, int, float, bool, type(None), list, tuple, dict)):
+        return repr(x)
+    return f"a {type(x).__name__}"
 
 
 def _has_wrapper(env, cls) -> bool:
