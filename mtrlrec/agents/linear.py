@@ -174,6 +174,36 @@ def _features(x: jax.Array, fit_intercept: bool) -> jax.Array:
 # --------------------------------------------------------------------------
 
 
+UNROLL_MAX_DIM = 32  # feature sizes up to this use the unrolled products of _ucb_parts
+
+
+def _ucb_parts(a_inv: jax.Array, b: jax.Array, x: jax.Array):
+    r""":math:`x^\top A_a^{-1} b_a`, :math:`x^\top A_a^{-1} x` ``[K]`` and :math:`A_a^{-1} x` ``[K, p]``.
+
+    :math:`A_a^{-1}` is symmetric (bit for bit: every Sherman–Morrison step
+    subtracts an outer product :math:`mm^\top`), so :math:`A_a^{-1} x` is the
+    sum of its rows weighted by x. For small p these products are written as
+    p multiply-adds of ``[K, p]`` slices, which XLA fuses with the scores and
+    argmax into loops over the batch of runs; under ``vmap`` the ``einsum``
+    was a batched matrix-vector ``dot`` per run, ~1.8× slower on CPU (LinUCB's
+    whole step on ``LinearGaussianBandit``, 1,000 runs, d = K = 10:
+    0.68 -> 0.51 ms). The sums are the same up to float32 rounding (another
+    summation order).
+    """
+    p = x.shape[0]
+    if p > UNROLL_MAX_DIM:
+        ax = jnp.einsum("kij,j->ki", a_inv, x)  # [K, p]
+        return jnp.einsum("ki,ki->k", ax, b), ax @ x, ax
+
+    def weighted(terms):
+        return functools.reduce(jnp.add, terms)
+
+    ax = weighted(a_inv[:, j, :] * x[j] for j in range(p))  # [K, p]
+    theta_x = weighted(ax[:, i] * b[:, i] for i in range(p))  # x^T A^-1 b
+    quad = weighted(ax[:, i] * x[i] for i in range(p))  # x^T A^-1 x
+    return theta_x, quad, ax
+
+
 @flax.struct.dataclass
 class LinUCBHParams:
     alpha: jax.Array  # [] width of the confidence bonus
@@ -230,16 +260,15 @@ class LinUCB(Agent):
         return self._scores_and_ax(state, _features(obs, self.fit_intercept))[0]
 
     def _scores_and_ax(self, state, x):
-        ax = jnp.einsum("kij,j->ki", state.a_inv, x)  # [K, p]
-        theta_x = jnp.einsum("ki,ki->k", ax, state.b)  # x^T A^-1 b (A^-1 symmetric)
-        width = jnp.sqrt(jnp.maximum(ax @ x, 0.0))
-        return theta_x + state.hparams.alpha * width, ax
+        theta_x, quad, ax = _ucb_parts(state.a_inv, state.b, x)
+        return theta_x + state.hparams.alpha * jnp.sqrt(jnp.maximum(quad, 0.0)), ax
 
     def act(self, key, state, obs, *, greedy=False):
         x = _features(obs, self.fit_intercept)
-        scores, ax = self._scores_and_ax(state, x)
-        if greedy:  # the ridge estimate without its confidence width
-            scores = jnp.einsum("ki,ki->k", ax, state.b)
+        theta_x, quad, ax = _ucb_parts(state.a_inv, state.b, x)
+        # greedy: the ridge estimate without its confidence width
+        scores = theta_x if greedy else (
+            theta_x + state.hparams.alpha * jnp.sqrt(jnp.maximum(quad, 0.0)))
         # ties (only before any data) go to the lowest index, as "arbitrarily" in Li et al.
         a = jnp.argmax(scores).astype(jnp.int32)
         return a, state, {"a_inv_x": ax[a]}
