@@ -486,7 +486,7 @@ class BanditMLP(nn.Module):
 
     The torso is the sub-module ``encoder`` (an :class:`mtrlrec.models.encoders.MLP`,
     parameters ``encoder/Dense_i``) and the head ``head``, so a torso pretrained
-    on logged data (:class:`mtrlrec.agents.pretrain.BanditPretrainRunner`) loads
+    on logged data (:class:`mtrlrec.runners.pretrain.BanditPretrainRunner`) loads
     into ``encoder`` through ``PretrainedParams``.
     """
 
