@@ -52,7 +52,6 @@ from __future__ import annotations
 import functools
 from typing import Any, Sequence
 
-import flax.linen as nn
 import flax.struct
 import gin
 import jax
@@ -64,7 +63,7 @@ from mtrlrec.core.sampling import fast_normals, standard_gamma
 from mtrlrec.core.agent import Agent
 from mtrlrec.core.errors import ConfigError, check_float, check_floats, check_int
 from mtrlrec.core.spaces import Box, num_actions
-from mtrlrec.models.encoders import MLP
+from mtrlrec.models.heads import BanditMLP
 from mtrlrec.train.supervised import PretrainedParams, frozen_optimizer
 
 
@@ -479,24 +478,6 @@ class LinTS(Agent):
 # --------------------------------------------------------------------------
 # Neural agents
 # --------------------------------------------------------------------------
-
-
-class BanditMLP(nn.Module):
-    """ReLU MLP torso with a linear head per arm: returns ``(z [h], values [K])``.
-
-    The torso is the sub-module ``encoder`` (an :class:`mtrlrec.models.encoders.MLP`,
-    parameters ``encoder/Dense_i``) and the head ``head``, so a torso pretrained
-    on logged data (:class:`mtrlrec.runners.pretrain.BanditPretrainRunner`) loads
-    into ``encoder`` through ``PretrainedParams``.
-    """
-
-    hidden_sizes: tuple[int, ...]
-    num_arms: int
-
-    @nn.compact
-    def __call__(self, x):
-        z = MLP(hidden=self.hidden_sizes, act="relu", name="encoder")(x)
-        return z, nn.Dense(self.num_arms, name="head")(z)
 
 
 @flax.struct.dataclass

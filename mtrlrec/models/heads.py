@@ -6,6 +6,8 @@ r"""Output heads that agents put on top of encoders.
   ``p_i = softmax_i(h_i W + b)`` (optionally conditioned on a context ``s``:
   ``p_i = softmax_i(h_iᵀ W_s s + h_i W + b)``), as used by meta-learned
   softmax recommendation strategies.
+* :class:`BanditMLP`: a ReLU torso (``encoder``) with a linear head per arm, the
+  network of the neural bandits (Riquelme et al., ICLR 2018, §3).
 * :class:`SlateItemQ`: the item-wise Q head of SlateQ (Ie et al., IJCAI 2019,
   §4, Eq. 3–4): ``Q̄(s, i) = MLP([s; e_i])`` for every candidate i, from which
   the slate value ``Q(s, A) = Σ_{i∈A} P(i | s, A) Q̄(s, i)`` is formed by the agent.
@@ -95,3 +97,21 @@ class SlateItemQ(nn.Module):
             )
         x = jnp.concatenate([jnp.broadcast_to(s[:, None, :], items.shape[:2] + s.shape[-1:]), items], -1)
         return MLP(tuple(self.hidden), output=1, name="mlp")(x)[..., 0]
+
+
+class BanditMLP(nn.Module):
+    """ReLU MLP torso with a linear head per arm: returns ``(z [h], values [K])``.
+
+    The torso is the sub-module ``encoder`` (an :class:`mtrlrec.models.encoders.MLP`,
+    parameters ``encoder/Dense_i``) and the head ``head``, so a torso pretrained
+    on logged data (:class:`mtrlrec.runners.pretrain.BanditPretrainRunner`) loads
+    into ``encoder`` through ``PretrainedParams``.
+    """
+
+    hidden_sizes: tuple[int, ...]
+    num_arms: int
+
+    @nn.compact
+    def __call__(self, x):
+        z = MLP(hidden=self.hidden_sizes, act="relu", name="encoder")(x)
+        return z, nn.Dense(self.num_arms, name="head")(z)

@@ -3,7 +3,7 @@ r"""Supervised pretraining of a neural bandit agent's network on logged feedback
 :class:`BanditPretrainRunner` logs ``num_samples`` rounds of a contextual
 environment under the uniform policy, :math:`(x_i, a_i, r_i)` with
 :math:`a_i \sim U\{0..K-1\}`, and fits the agent's own network
-(:class:`mtrlrec.agents.linear.BanditMLP`: torso ``encoder``, per-arm linear
+(:class:`mtrlrec.models.heads.BanditMLP`: torso ``encoder``, per-arm linear
 ``head``) by the squared error of the logged arm's head,
 
 .. math:: \min_\phi \frac1n \sum_i \big(f_\phi(x_i)_{a_i} - r_i\big)^2 ,
