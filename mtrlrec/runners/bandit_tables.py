@@ -22,7 +22,6 @@ import jax
 import numpy as np
 
 from mtrlrec.agents import bandits as agents
-from mtrlrec.core.agent import Agent
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError, check_int
 from mtrlrec.envs import bandits as envs

@@ -40,11 +40,8 @@ picks by shape (``tests/train/test_loop.py``, ``tests/train/test_sharding.py``).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import signal
-import threading
 import time
 from typing import Any, Callable, Mapping
 
@@ -56,8 +53,11 @@ from mtrlrec.core.agent import Agent, PerUser
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError, check_int
 from mtrlrec.train import sharding
+from mtrlrec.train.carry import place_agent_state, real_seeds, restore_carry, trim
+from mtrlrec.train.guards import Diverged, Interrupted, check_finite, interrupt_flag
+from mtrlrec.train.sweep import check_sweep, checked_params, override_env_params, split_sweep
 from mtrlrec.train.step import (LoopCarry, choose_divisor, init_carry, make_eval_fn,
-                                make_window_fn, per_episode, step_metrics)
+                                make_window_fn, step_metrics)
 
 __all__ = ["Diverged", "Evaluation", "Interrupted", "LoopCarry", "LoopOutput", "LoopResume",
            "checked_params", "choose_num_chunks", "run", "step_metrics"]
@@ -125,98 +125,6 @@ class LoopResume:
     metrics: dict[str, np.ndarray]
     next_window: int
     eval_metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-
-
-class Diverged(ConfigError):
-    """A metric became NaN or infinite: the run stopped (see :func:`run`)."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during :func:`run`: raised after ``on_interrupt`` saw the last finished window."""
-
-
-def check_sweep(hparams: Mapping[str, Any] | None, agent: Agent, env: Environment,
-                env_params: Any, batched_params: bool, owner: str = "hparams"
-                ) -> tuple[dict[str, jnp.ndarray], int]:
-    """The sweep as float32 arrays ``[H]``, every value checked like a single binding.
-
-    Agent hyperparameters go through :meth:`Agent.check_hparam` (the
-    constructor's own check), env fields through ``env.check_params`` on the
-    params with that value; names that are neither are refused.
-    """
-    if not hparams:
-        return {}, 0
-    arrays = {}
-    for k, v in hparams.items():
-        try:
-            a = np.asarray(v, np.float32)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{owner}[{k!r}] must be a list of numbers, got {v!r}.") from None
-        if a.ndim < 1 or a.size == 0:
-            raise ConfigError(
-                f"{owner}[{k!r}] must be a non-empty list with one value per sweep point, "
-                f"got {v!r}.")
-        bad = np.flatnonzero(~np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1))
-        if bad.size:
-            raise ConfigError(f"{owner}[{k!r}][{bad[0]}] must be finite, got {a[bad[0]]}.")
-        arrays[k] = a
-    sizes = {k: a.shape[0] for k, a in arrays.items()}
-    if len(set(sizes.values())) != 1:
-        raise ConfigError(
-            f"{owner} lists must have one entry per sweep point, all of equal length; got {sizes}.")
-    agent_names = set(_hparam_fields(agent.hparams()))
-    for k, a in arrays.items():
-        field = k[4:] if k.startswith("env.") else None
-        if field is not None and (env_params is None or not hasattr(env_params, field)):
-            raise ConfigError(f"{owner}: cannot sweep {k!r}: the environment {env.name} has no "
-                              f"parameter {field!r}.")
-        if field is None and k not in agent_names:
-            raise ConfigError(
-                f"{owner}: cannot sweep {k!r}: {agent.name}'s hyperparameters are "
-                f"{sorted(agent_names)} (environment parameters are swept as 'env.<field>').")
-        for i, x in enumerate(a):
-            try:
-                if field is not None and not batched_params:
-                    env.check_params(env_params.replace(**{field: x}))
-                elif field is None and x.ndim == 0:
-                    agent.check_hparam(k, float(x))
-            except ConfigError as e:
-                shown = f"{float(x):g}" if x.ndim == 0 else str(x.tolist())
-                raise ConfigError(f"{owner}[{k!r}][{i}] = {shown}: {e}") from None
-    return {k: jnp.asarray(a) for k, a in arrays.items()}, next(iter(sizes.values()))
-
-
-def _hparam_fields(hp) -> list[str]:
-    return list(hp) if isinstance(hp, dict) else list(getattr(hp, "__dataclass_fields__", {}))
-
-
-def _split_sweep(hp: Mapping[str, jax.Array]):
-    env_hp = {k[4:]: v for k, v in hp.items() if k.startswith("env.")}
-    agent_hp = {k: v for k, v in hp.items() if not k.startswith("env.")}
-    return env_hp, agent_hp
-
-
-def _override_env_params(env_params, env_hp):
-    if not env_hp:
-        return env_params
-    try:
-        return env_params.replace(**env_hp)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"cannot sweep env params {sorted(env_hp)}: {e}") from None
-
-
-def checked_params(env: Environment, agent: Agent, env_params: Any, batched: bool) -> Any:
-    """``env_params`` (default: the env's own), validated on the host with the agent's fit.
-
-    Batched params (a leading task or seed axis) skip ``env.check_params``,
-    which validates one task.
-    """
-    if env_params is None:
-        env_params = env.default_params()
-    if not batched:
-        env.check_params(env_params)
-    agent.check_compatible(env.observation_spec(env_params), env.action_spec(env_params))
-    return env_params
 
 
 def choose_num_chunks(num_logs: int, target: int = 10) -> int:
@@ -301,7 +209,7 @@ def run(
     """
     # Ctrl-C sets a flag from here on (also during set-up and compilation); the run
     # stops after the call in flight, with the last finished window handed on.
-    with _interrupt_flag() as interrupted:
+    with interrupt_flag() as interrupted:
         num_steps = check_int("num_steps", num_steps, min_value=0 if evaluation else 1)
         if num_steps > MAX_STEPS:
             raise ConfigError(
@@ -368,13 +276,13 @@ def run(
                                       devices)
         seed_axis = 1 if num_hp else 0
         if init_agent_state is not None:
-            carry = carry.replace(agent_state=_place_agent_state(
+            carry = carry.replace(agent_state=place_agent_state(
                 carry.agent_state, init_agent_state, seed_axis, num_seeds))
         collected: dict[str, list[np.ndarray]] = {}
         evals: dict[str, list[np.ndarray]] = {}
         start_window = 0
         if resume is not None:
-            carry = _restore_carry(carry, resume.carry, seed_axis, num_seeds)
+            carry = restore_carry(carry, resume.carry, seed_axis, num_seeds)
             collected = {k: [np.asarray(v)] for k, v in resume.metrics.items()}
             evals = {k: [np.asarray(v)] for k, v in resume.eval_metrics.items()}
             start_window = int(resume.next_window)
@@ -382,7 +290,6 @@ def run(
                 raise ConfigError(
                     f"cannot resume after window {start_window}: this run has {num_logs} windows."
                 )
-        start_chunk = start_window // windows_per_chunk if windows_per_chunk else 0
         eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, EVAL_STREAM))(keys)
 
         last_users: dict[str, np.ndarray] = {}
@@ -392,9 +299,9 @@ def run(
                                                         sweep))
             for k, v in m.items():
                 evals.setdefault(f"eval/{k}", []).append(
-                    _trim(np.asarray(v)[..., None], seed_axis, num_seeds))
+                    trim(np.asarray(v)[..., None], seed_axis, num_seeds))
             last_users.clear()
-            last_users.update({k: _trim(np.asarray(v), seed_axis, num_seeds)
+            last_users.update({k: trim(np.asarray(v), seed_axis, num_seeds)
                                for k, v in users.items()})
 
         bar = None
@@ -434,8 +341,8 @@ def run(
             m = jax.device_get(m)
             dt = time.perf_counter() - t0
             seconds += dt
-            m = {k: _trim(np.asarray(v)[..., :n], seed_axis, num_seeds) for k, v in m.items()}
-            _check_finite(m, window, log_every, seed_axis)
+            m = {k: trim(np.asarray(v)[..., :n], seed_axis, num_seeds) for k, v in m.items()}
+            check_finite(m, window, log_every, seed_axis)
             for k, v in m.items():
                 collected.setdefault(k, []).append(v)
             window += n
@@ -448,7 +355,7 @@ def run(
                 evaluate()
             if chunk_done or interrupted():
                 out = _output(collected, evals, last_users, log_every,
-                              _real_seeds(carry, seed_axis, num_seeds), sweep, seconds,
+                              real_seeds(carry, seed_axis, num_seeds), sweep, seconds,
                               compile_seconds, evaluation)
             if chunk_done and on_chunk is not None:
                 on_chunk(c, num_chunks, out)
@@ -465,56 +372,10 @@ def run(
             bar.close()
         if out is None:  # evaluation only, or resumed a finished run
             out = _output(collected, evals, last_users, log_every,
-                          _real_seeds(carry, seed_axis, num_seeds), sweep, 0.0, 0.0, evaluation)
+                          real_seeds(carry, seed_axis, num_seeds), sweep, 0.0, 0.0, evaluation)
         if interrupted():  # Ctrl-C during set-up or an evaluation-only run
             raise Interrupted("interrupted")
         return out
-
-
-@contextlib.contextmanager
-def _interrupt_flag():
-    """Within the block, Ctrl-C sets a flag (read by calling the yielded function)
-    instead of raising inside a compiled call, whose donated carry would then be
-    lost; a second Ctrl-C raises at once. Outside the main thread: no flag."""
-    hit = []
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-
-    def handler(signum, frame):
-        if hit:
-            raise KeyboardInterrupt
-        hit.append(True)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield lambda: bool(hit)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _check_finite(metrics: Mapping[str, np.ndarray], first_window: int, log_every: int,
-                  seed_axis: int) -> None:
-    """Raises :class:`Diverged` naming the seeds and step where a metric stopped being finite.
-
-    ``episode_*`` metrics may be NaN (a window in which no episode ended), not infinite.
-    """
-    for name, v in metrics.items():
-        bad = ~np.isfinite(v)
-        if per_episode(name):
-            bad = np.isinf(v)
-        if not bad.any():
-            continue
-        seeds_bad = np.flatnonzero(bad.any(axis=-1).reshape(-1, bad.shape[seed_axis]).any(0)
-                                   if seed_axis else bad.any(axis=-1))
-        first = int(np.flatnonzero(bad.reshape(-1, bad.shape[-1]).any(0))[0])
-        step = (first_window + first + 1) * log_every
-        shown = ", ".join(str(int(i)) for i in seeds_bad[:10]) + (
-            ", ..." if seeds_bad.size > 10 else "")
-        raise Diverged(
-            f"the metric {name!r} became {'NaN' if np.isnan(v[bad]).any() else 'infinite'} in "
-            f"the window ending at step {step} for seed(s) {shown}: the run stopped there; "
-            "results and checkpoints written before that window are kept.")
 
 
 def _eval_chunks(evaluation: Evaluation, num_steps: int, log_every: int,
@@ -565,11 +426,11 @@ def _compiled(env, agent, log_every, windows_per_chunk, params_axis, sweep, devi
                                 max_steps=evaluation.max_steps, num_envs=num_envs)
 
     def params_for(params, hp):
-        env_hp, _ = _split_sweep(hp)
-        return _override_env_params(params, env_hp)
+        env_hp, _ = split_sweep(hp)
+        return override_env_params(params, env_hp)
 
     def one_seed_init(key, params, hp):
-        _, agent_hp = _split_sweep(hp)
+        _, agent_hp = split_sweep(hp)
         return init_carry(env, agent, params_for(params, hp), key, agent_hp, num_envs)
 
     def one_seed_chunk(carry, params, hp, n):
@@ -631,96 +492,6 @@ def _with_cumulative_keys(carry, env, window, env_params, params_axis, num_hp, d
     # Placed like the seeds, so that a restored carry (put leaf by leaf on the
     # template's shardings) is not half on one device and half spread.
     return carry.replace(cumulative=sharding.shard_along(zeros, 1 if num_hp else 0, devices))
-
-
-def _place_agent_state(template, state, seed_axis: int, num_seeds: int):
-    """``state`` (one learner state, or one per seed) in place of the template's.
-
-    A single state is broadcast to every seed (and sweep point); a batched one
-    must hold ``num_seeds`` seeds, like a checkpoint's carry.
-    """
-    from flax import serialization
-
-    host_template = jax.device_get(template)
-    if not isinstance(state, dict):
-        state = serialization.to_state_dict(state)
-    try:
-        host = serialization.from_state_dict(host_template, state)
-    except (KeyError, ValueError, TypeError) as e:
-        raise ConfigError(f"the learner state to start from does not fit this agent: {e}") from None
-
-    def place(t, h):
-        h = np.asarray(h, dtype=np.asarray(t).dtype)
-        full = np.array(t)
-        if h.shape == full.shape[seed_axis + 1:]:  # one state for all seeds
-            full[...] = h
-        else:
-            index = [slice(None)] * full.ndim
-            index[seed_axis] = slice(0, num_seeds)
-            try:
-                full[tuple(index)] = h
-            except ValueError:
-                raise ConfigError(
-                    f"the learner state to start from has an array of shape {h.shape}; this "
-                    f"configuration needs {full.shape[seed_axis + 1:]} (or one per seed).") from None
-        return jax.device_put(full, t.sharding)
-
-    return jax.tree.map(place, template, host)
-
-
-def _restore_carry(template, restored, seed_axis: int, num_seeds: int):
-    """``template`` with its first ``num_seeds`` seeds taken from ``restored``.
-
-    Checkpoints hold the real seeds only, so a run resumes on any number of
-    devices; padding seeds (see :mod:`mtrlrec.train.sharding`) keep the
-    template's fresh values, which no real seed reads.
-    """
-    from flax import serialization
-
-    if not isinstance(restored, dict):
-        restored = serialization.to_state_dict(restored)
-    host_template = jax.device_get(template)
-    try:
-        host = serialization.from_state_dict(host_template, restored)
-    except (KeyError, ValueError, TypeError) as e:
-        raise ConfigError(
-            f"the checkpoint does not match this configuration (different agent, env or seeds?): {e}"
-        ) from None
-
-    def expected(t):
-        shape = list(np.shape(t))
-        shape[seed_axis] = num_seeds
-        return tuple(shape)
-
-    shapes_ok = jax.tree.map(lambda t, h: np.shape(h) in (np.shape(t), expected(t)),
-                             host_template, host)
-    if not all(jax.tree.leaves(shapes_ok)):
-        raise ConfigError("the checkpoint's array shapes differ from this configuration.")
-
-    def place(t, h):
-        full = np.array(t)
-        h = np.asarray(h, dtype=full.dtype)
-        index = [slice(None)] * full.ndim
-        index[seed_axis] = slice(0, h.shape[seed_axis])
-        full[tuple(index)] = h
-        return jax.device_put(full, t.sharding)
-
-    return jax.tree.map(place, template, host)
-
-
-def _real_seeds(carry, seed_axis: int, num_seeds: int):
-    """The carry without its padding seeds (a no-op when there are none)."""
-    def take(a):
-        if a.shape[seed_axis] == num_seeds:
-            return a
-        return jax.lax.slice_in_dim(a, 0, num_seeds, axis=seed_axis)
-
-    return jax.tree.map(take, carry)
-
-
-def _trim(a: np.ndarray, seed_axis: int, num_seeds: int) -> np.ndarray:
-    """Drops the padding seeds of a chunk's metrics ``[..., S_padded, W]``."""
-    return np.take(a, np.arange(num_seeds), axis=seed_axis)
 
 
 def _output(collected, evals, eval_users, log_every, carry, sweep, seconds, compile_seconds,
