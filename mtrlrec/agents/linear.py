@@ -56,7 +56,6 @@ import flax.struct
 import gin
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from mtrlrec.core.sampling import fast_normals, standard_gamma

@@ -236,27 +236,26 @@ class PerUser(AgentWrapper):
         return self.agent.reset_trial(key, state, jnp.any(mask))
 
 
+def _field_names(hp: Any) -> list[str]:
+    """The names in a hyperparameter struct (a dict or a flax dataclass), sorted."""
+    return sorted(hp) if isinstance(hp, dict) else sorted(getattr(hp, "__dataclass_fields__", {}))
+
+
 def with_hparams(state: Any, overrides: dict[str, jax.Array]) -> Any:
     """Returns ``state`` with some ``state.hparams`` fields replaced (used by sweeps)."""
     if not overrides:
         return state
     hp = state.hparams
-    if isinstance(hp, dict):
-        missing = set(overrides) - set(hp)
-        new_hp = {**hp, **overrides}
-    else:
-        fields = set(hp.__dataclass_fields__)
-        missing = set(overrides) - fields
-        new_hp = hp.replace(**overrides) if not missing else hp
+    known = _field_names(hp)
+    missing = set(overrides) - set(known)
     if missing:
-        known = sorted(hp) if isinstance(hp, dict) else sorted(hp.__dataclass_fields__)
         raise ConfigError(
             f"cannot sweep {sorted(missing)}: the agent's hyperparameters are {known}."
         )
+    new_hp = {**hp, **overrides} if isinstance(hp, dict) else hp.replace(**overrides)
     return state.replace(hparams=new_hp)
 
 
 def hparam_names(agent: Agent) -> list[str]:
     """The names a sweep may set for ``agent`` (the fields of its hparams)."""
-    hp = agent.hparams()
-    return sorted(hp) if isinstance(hp, dict) else sorted(hp.__dataclass_fields__)
+    return _field_names(agent.hparams())

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtrlrec.core.agent import Agent
+from mtrlrec.core.agent import Agent, hparam_names
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError
 
@@ -48,7 +48,7 @@ def check_sweep(hparams: Mapping[str, Any] | None, agent: Agent, env: Environmen
     if len(set(sizes.values())) != 1:
         raise ConfigError(
             f"{owner} lists must have one entry per sweep point, all of equal length; got {sizes}.")
-    agent_names = set(_hparam_fields(agent.hparams()))
+    agent_names = set(hparam_names(agent))
     for k, a in arrays.items():
         field = k[4:] if k.startswith("env.") else None
         if field is not None and (env_params is None or not hasattr(env_params, field)):
@@ -68,10 +68,6 @@ def check_sweep(hparams: Mapping[str, Any] | None, agent: Agent, env: Environmen
                 shown = f"{float(x):g}" if x.ndim == 0 else str(x.tolist())
                 raise ConfigError(f"{owner}[{k!r}][{i}] = {shown}: {e}") from None
     return {k: jnp.asarray(a) for k, a in arrays.items()}, next(iter(sizes.values()))
-
-
-def _hparam_fields(hp) -> list[str]:
-    return list(hp) if isinstance(hp, dict) else list(getattr(hp, "__dataclass_fields__", {}))
 
 
 def split_sweep(hp: Mapping[str, jax.Array]):
