@@ -149,6 +149,10 @@ def _remove_created(path: pathlib.Path, created: Sequence[pathlib.Path]) -> None
             break
 
 
+def _has_checkpoint(directory: pathlib.Path) -> bool:
+    return directory.is_dir() and any(p.suffix == ".msgpack" for p in directory.iterdir())
+
+
 def has_results(run_dir: pathlib.Path) -> bool:
     """Whether a run directory holds results of a finished chunk (checkpoints, metric lines,
     or any file beyond those written at the start), which a failure must never delete."""
@@ -366,6 +370,11 @@ def _execute(exp: Experiment, run_dir: pathlib.Path, *, num_seeds: int, title: s
             raise ConfigError(f"cannot write to {run_dir}: {e.strerror or e}.") from None
         if announce is not None:
             announce(run_dir)
+        if resumed and not _has_checkpoint(run_dir / "checkpoints"):
+            # Nothing to continue from (a runner of seconds that keeps no checkpoint, or
+            # one interrupted before its first): the run is recomputed from the start,
+            # deterministically, so the lines it logged before are dropped, not doubled.
+            writer.jsonl.truncate_after(-2**62)
         ctx = RunContext(
             num_seeds=num_seeds, seed=exp.seed, run_dir=run_dir, writer=writer,
             checkpoint_dir=run_dir / "checkpoints", resume=resumed, progress=progress,

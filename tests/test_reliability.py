@@ -483,3 +483,90 @@ def test_divergence_stops_with_one_line_and_keeps_earlier_results(capsys, tmp_pa
     one_line_error(rc, err, "became NaN in the window ending at step 100 for seed(s) 0",
                    "the run stopped there")
     assert not bad.exists()  # nothing had been written: no orphan directory
+
+
+# --------------------------------------------------------------------------------------
+# Every runner resumes (issue 19, left over): supervised runners from their epoch
+# checkpoint, runners without checkpoints by recomputing; metrics.jsonl never doubles.
+
+
+def _jsonl_steps(run_dir):
+    return [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_supervised_run_resumes_after_its_last_epoch_without_duplicate_rows(
+        capsys, tmp_path, monkeypatch):
+    """MMoE (train/supervised.fit): Ctrl-C while epoch 2's checkpoint is written, after
+    its row was logged; --resume redoes epoch 2 from epoch 1's checkpoint and reaches the
+    uninterrupted numbers, with one row per epoch."""
+    smoke = REPO / "experiments" / "mmoe" / "smoke.gin"
+    ref = tmp_path / "ref"
+    rc, _, err = run(capsys, "run", smoke, "--no-progress", "--out", ref)
+    assert rc == 0, err
+    from flax import serialization
+    from mtrlrec.train import supervised
+
+    real = serialization.msgpack_serialize
+    calls = []
+
+    def serialize_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(supervised.flax.serialization, "msgpack_serialize",
+                        serialize_then_interrupt)
+    x = tmp_path / "x"
+    rc, _, err = run(capsys, "run", smoke, "--no-progress", "--out", x)
+    assert rc == 130 and f"Continue with: mtrlrec run --resume {x}" in err, err
+    assert _jsonl_steps(x) == [1, 2]  # epoch 2 logged, its checkpoint not written
+    monkeypatch.setattr(supervised.flax.serialization, "msgpack_serialize", real)
+    rc, _, err = run(capsys, "run", "--resume", x, "--no-progress")
+    assert rc == 0, err
+    assert _jsonl_steps(x) == _jsonl_steps(ref) == [1, 2]
+    a, b = load_result(ref / "result.npz"), load_result(x / "result.npz")
+    assert sorted(a.final) == sorted(b.final)
+    for k in a.final:
+        np.testing.assert_array_equal(a.final[k], b.final[k])
+
+
+def test_runner_without_checkpoint_resumes_by_recomputing(capsys, tmp_path, monkeypatch):
+    """An evaluation-only run (no chunk, no checkpoint) that crashed after logging: --resume
+    recomputes it and metrics.jsonl holds its one row once, not twice."""
+    import mtrlrec.experiment as experiment
+
+    write = experiment.write_outputs
+
+    def crash(*args, **kwargs):
+        raise OSError(28, "No space left on device", "summary.md")
+
+    monkeypatch.setattr(experiment, "write_outputs", crash)
+    x = tmp_path / "x"
+    args = ["--gin_param", "OnlineRunner.num_steps = 0", "--gin_param",
+            "OnlineRunner.eval_max_steps = 50", "--seeds", "2", "--no-progress"]
+    rc, _, err = run(capsys, "run", QS, *args, "--out", x)
+    one_line_error(rc, err, "No space left on device")
+    assert _jsonl_steps(x) == [0]
+    monkeypatch.setattr(experiment, "write_outputs", write)
+    rc, _, err = run(capsys, "run", "--resume", x, "--no-progress")
+    assert rc == 0, err
+    assert _jsonl_steps(x) == [0]
+    assert (x / "summary.md").is_file()
+
+
+def test_primary_is_checked_before_compiling(capsys, tmp_path, exp_dir, monkeypatch):
+    """A primary metric the run does not log is refused before the chunk compiles, so no
+    run directory is left behind (it was found only after the whole run)."""
+    import jax
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("compiled before the check")
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", no_compile)
+    out = tmp_path / "r"
+    rc, _, err = run(capsys, "run", exp_dir / "exp.gin", "--no-progress", "--out", out,
+                     "--gin_param", "OnlineRunner.primary = 'regert'")
+    one_line_error(rc, err, "OnlineRunner.primary='regert' is not a metric of this run",
+                   "'cumulative_regret'")
+    assert not out.exists()

@@ -101,6 +101,8 @@ class OnlineRunner:
       eval_episodes: episodes per user in an evaluation (episodic envs).
       eval_max_steps: step cap per evaluated user, or the evaluation horizon of
         non-episodic envs (bandits).
+      eval_users: fresh users per seed in an evaluation; None: ``num_envs``
+        (e.g. train on one user stream, evaluate on 5,000 users).
       trials: optional ``@Trials`` wrapper class (meta-RL): tasks sampled per trial.
       init_from: start every seed's learner from this run directory's latest
         checkpoint (or a checkpoint file), e.g. to evaluate a trained agent.
@@ -124,6 +126,7 @@ class OnlineRunner:
         eval_every: int | None = None,
         eval_episodes: int | None = None,
         eval_max_steps: int = 27_000,
+        eval_users: int | None = None,
         trials: Callable[[Environment], Environment] | None = None,
         init_from: str | None = None,
         summary: Callable[[loop.LoopOutput, Environment], Result] | None = None,
@@ -156,6 +159,8 @@ class OnlineRunner:
         self.log_every = check_int("OnlineRunner.log_every", log_every, min_value=1)
         self.num_envs = check_int("OnlineRunner.num_envs", num_envs, min_value=1)
         self.evaluation = None
+        if eval_users is not None:
+            eval_users = check_int("OnlineRunner.eval_users", eval_users, min_value=1)
         if eval_every is not None or eval_episodes is not None or self.num_steps == 0:
             if eval_every is not None:
                 eval_every = check_int("OnlineRunner.eval_every", eval_every, min_value=1)
@@ -163,7 +168,8 @@ class OnlineRunner:
                                  1 if eval_episodes is None else eval_episodes, min_value=1)
             self.evaluation = loop.Evaluation(
                 eval_every, episodes,
-                check_int("OnlineRunner.eval_max_steps", eval_max_steps, min_value=1))
+                check_int("OnlineRunner.eval_max_steps", eval_max_steps, min_value=1),
+                eval_users)
             if not agent.has_greedy:
                 raise ConfigError(
                     f"OnlineRunner.eval_every/eval_episodes: {agent.name} has no greedy "
@@ -278,6 +284,7 @@ class OnlineRunner:
             on_chunk=on_chunk, on_interrupt=on_interrupt, progress=ctx.progress,
             desc=f"{self.agent.name} on {self.env.name}",
             num_envs=self.num_envs, evaluation=self.evaluation, init_agent_state=init_state,
+            check_metrics=self._primary if self.primary else None,
         )
         if self.num_steps == 0:  # evaluation only: no chunk ran, log the one evaluation
             ctx.writer.scalars(0, _window_scalars(out.eval_metrics, 0, labels))

@@ -77,11 +77,15 @@ class Evaluation:
       max_steps: step cap per user (episodic), or the evaluation horizon
         (non-episodic environments such as bandits); RecSim's
         ``max_steps_per_episode`` is 27,000.
+      num_users: fresh users evaluated per seed; None: as many as the training
+        users (``num_envs``). A learner trained on one user stream (DQN as in
+        Dopamine) is evaluated on 5,000 users this way (SlateQ §7).
     """
 
     every: int | None = None
     episodes: int = 1
     max_steps: int = 27_000
+    num_users: int | None = None
 
 @dataclasses.dataclass
 class LoopOutput:
@@ -155,6 +159,7 @@ def run(
     desc: str = "run",
     devices: int | None = None,
     slice_seconds: float = 1.0,
+    check_metrics: Callable[[list[str]], None] | None = None,
 ) -> LoopOutput:
     """Runs ``agent`` on ``env`` for ``num_steps`` steps, for every seed at once.
 
@@ -196,6 +201,9 @@ def run(
       devices: spread the seeds over at most this many devices (default: all,
         see :func:`mtrlrec.config.use_cpu_cores`); never more than one per
         seed. The numbers do not depend on it.
+      check_metrics: called with the names of the metrics the run will log (those
+        of ``LoopOutput.metrics``), found by tracing one window before anything
+        compiles, e.g. to refuse a ``primary`` metric the run does not have.
 
     Returns:
       A :class:`LoopOutput`.
@@ -269,6 +277,10 @@ def run(
         if env_params_per_seed:
             env_params = sharding.shard_along(env_params, 0, devices)
 
+        if check_metrics is not None and num_steps:  # traced, before anything compiles
+            abstract = jax.eval_shape(programs.init, keys, env_params, sweep)
+            check_metrics(sorted(_window_metric_names(abstract, programs.window, env_params,
+                                                      params_axis, num_hp)))
         carry = programs.init(keys, env_params, sweep)
         # The cumulative dict must exist in the carry from the start so the chunk
         # program has a fixed structure: trace one window abstractly to learn its keys.
@@ -383,6 +395,8 @@ def _eval_chunks(evaluation: Evaluation, num_steps: int, log_every: int,
     """Chunks of a run with evaluation: one per evaluation period."""
     check_int("Evaluation.episodes", evaluation.episodes, min_value=1)
     check_int("Evaluation.max_steps", evaluation.max_steps, min_value=1)
+    if evaluation.num_users is not None:
+        check_int("Evaluation.num_users", evaluation.num_users, min_value=1)
     if num_steps == 0:
         return 1
     if evaluation.every is None:
@@ -422,8 +436,13 @@ def _compiled(env, agent, log_every, windows_per_chunk, params_axis, sweep, devi
     window = make_window_fn(env, agent, log_every, num_envs)
     evaluate = None
     if evaluation is not None:
-        evaluate = make_eval_fn(env, agent, episodes=evaluation.episodes,
-                                max_steps=evaluation.max_steps, num_envs=num_envs)
+        users = evaluation.num_users or num_envs
+        # The evaluation batch may differ from the training batch: serve it with the
+        # unwrapped learner, or with PerUser when it is not written for batches.
+        base = agent.agent if isinstance(agent, PerUser) else agent
+        eval_agent = PerUser(base) if users > 1 and not base.batched else base
+        evaluate = make_eval_fn(env, eval_agent, episodes=evaluation.episodes,
+                                max_steps=evaluation.max_steps, num_envs=users)
 
     def params_for(params, hp):
         env_hp, _ = split_sweep(hp)
@@ -492,6 +511,14 @@ def _with_cumulative_keys(carry, env, window, env_params, params_axis, num_hp, d
     # Placed like the seeds, so that a restored carry (put leaf by leaf on the
     # template's shardings) is not half on one device and half spread.
     return carry.replace(cumulative=sharding.shard_along(zeros, 1 if num_hp else 0, devices))
+
+
+def _window_metric_names(carry, window, env_params, params_axis, num_hp):
+    """The metric names one window logs (traced abstractly: nothing compiles)."""
+    fn = jax.vmap(lambda c, p: window(c, p)[1], in_axes=(0, params_axis))
+    if num_hp:
+        fn = jax.vmap(fn, in_axes=(0, None))
+    return jax.eval_shape(fn, carry, env_params).keys()
 
 
 def _output(collected, evals, eval_users, log_every, carry, sweep, seconds, compile_seconds,

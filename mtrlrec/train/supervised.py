@@ -234,32 +234,40 @@ def fit(
         start_epoch = int(blob["epoch"])
         history = {k: [np.asarray(x) for x in v.values()] if isinstance(v, dict) else list(v)
                    for k, v in blob["history"].items()}
+    if resume:
+        # Lines logged after the checkpoint (an epoch logged, then interrupted before its
+        # checkpoint was written) are redone: a resumed metrics.jsonl has no duplicate rows.
+        jsonl = getattr(writer, "jsonl", None)
+        if jsonl is not None:
+            jsonl.truncate_after(start_epoch)
+
+    from mtrlrec.train.guards import Interrupted, interrupt_flag
 
     times = []
     epoch = start_epoch
-    for epoch in range(start_epoch, num_epochs):
-        t0 = time.perf_counter()
-        state, metrics = epoch_all(state, train_data, valid_data)
-        metrics = jax.device_get(metrics)
-        times.append(time.perf_counter() - t0)
-        for k, v in metrics.items():
-            history.setdefault(k, []).append(np.asarray(v))
-        writer.scalars(epoch + 1, {f"{log_prefix}{k}": float(np.mean(v)) for k, v in metrics.items()})
-        if progress:
-            shown = ", ".join(f"{k}={np.mean(v):.4f}" for k, v in metrics.items())
-            print(f"epoch {epoch + 1}/{num_epochs} ({times[-1]:.1f}s): {shown}", flush=True)
-        if ckpt is not None:
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            blob = {
-                "state": flax.serialization.to_state_dict(jax.device_get(state)),
-                "epoch": epoch + 1,
-                "history": {k: {str(i): x for i, x in enumerate(v)} for k, v in history.items()},
-            }
-            tmp = ckpt.with_suffix(".tmp")
-            tmp.write_bytes(flax.serialization.msgpack_serialize(blob))
-            tmp.replace(ckpt)
-        if patience is not None and bool(np.all(np.asarray(state.bad_epochs) >= patience)):
-            break
+    # Ctrl-C sets a flag: the epoch in flight finishes and is checkpointed, then the run
+    # stops (``--resume`` continues from that epoch to the same numbers).
+    with interrupt_flag() as interrupted:
+        for epoch in range(start_epoch, num_epochs):
+            t0 = time.perf_counter()
+            state, metrics = epoch_all(state, train_data, valid_data)
+            metrics = jax.device_get(metrics)
+            times.append(time.perf_counter() - t0)
+            for k, v in metrics.items():
+                history.setdefault(k, []).append(np.asarray(v))
+            writer.scalars(epoch + 1, {f"{log_prefix}{k}": float(np.mean(v))
+                                       for k, v in metrics.items()})
+            if progress:
+                shown = ", ".join(f"{k}={np.mean(v):.4f}" for k, v in metrics.items())
+                print(f"epoch {epoch + 1}/{num_epochs} ({times[-1]:.1f}s): {shown}", flush=True)
+            if ckpt is not None:
+                if hasattr(writer, "flush"):
+                    writer.flush()
+                _save_fit_checkpoint(ckpt, state, epoch + 1, history)
+            if interrupted():
+                raise Interrupted(f"interrupted after epoch {epoch + 1}")
+            if patience is not None and bool(np.all(np.asarray(state.bad_epochs) >= patience)):
+                break
 
     curves = {k: np.stack(v, -1) for k, v in history.items()}
     n_ep = next(iter(curves.values())).shape[-1] if curves else 0
@@ -272,6 +280,22 @@ def fit(
         seconds_per_epoch=float(np.mean(times[1:])) if len(times) > 1 else float("nan"),
         state=state,
     )
+
+
+def _save_fit_checkpoint(path: pathlib.Path, state, epoch: int, history) -> None:
+    """The training state after ``epoch`` epochs and the curves so far, written atomically
+    (by process 0 alone on several processes: every process holds the same state)."""
+    if jax.process_index() != 0:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {
+        "state": flax.serialization.to_state_dict(jax.device_get(state)),
+        "epoch": epoch,
+        "history": {k: {str(i): x for i, x in enumerate(v)} for k, v in history.items()},
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(flax.serialization.msgpack_serialize(blob))
+    tmp.replace(path)
 
 
 # ----------------------------------------------------------------------------- losses
