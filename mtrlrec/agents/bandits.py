@@ -40,6 +40,7 @@ import flax.struct
 import gin
 import jax
 import jax.numpy as jnp
+import jax.scipy.stats
 import numpy as np
 
 from mtrlrec.core import sampling
@@ -107,10 +108,20 @@ def update_arm_stats(state: ArmStatsState, action: jax.Array, reward: jax.Array)
                          t=state.t + 1)
 
 
-def _arm_stats_init(hparams, k: int) -> ArmStatsState:
+def _arm_stats_init(hparams, k: int, pseudo: tuple[float, int] = (0.0, 0)) -> ArmStatsState:
+    """Fresh statistics; ``pseudo = (successes, pulls)`` starts every arm as if it had been
+    pulled ``pulls`` times with ``successes`` successes (Duan et al. 2016's baselines: (1, 2))."""
     zeros = jnp.zeros(k, jnp.float32)
-    return ArmStatsState(hparams=hparams, counts=jnp.zeros(k, jnp.int32), values=zeros,
+    s, n = pseudo
+    values = zeros + (s / n if n else 0.0)
+    return ArmStatsState(hparams=hparams, counts=jnp.full(k, n, jnp.int32), values=values,
                          comp=zeros, t=jnp.int32(0))
+
+
+def _check_pseudo(name: str, successes: float, pulls: int) -> tuple[float, int]:
+    pulls = check_int(f"{name}.pseudo_pulls", pulls, min_value=0)
+    successes = check_float(f"{name}.pseudo_successes", successes, low=0.0, high=float(pulls))
+    return successes, pulls
 
 
 def _scalar_reward(reward: jax.Array) -> jax.Array:
@@ -176,9 +187,13 @@ class EpsilonGreedy(_BanditAgent):
         :math:`\\varepsilon_t = \\min(1, \\varepsilon K / t)`. Swept as
         ``hparams.epsilon``.
       decay: 'constant' or 'inverse_t'.
+      pseudo_successes, pseudo_pulls: every arm starts with this many pulls and
+        successes (sample mean ``pseudo_successes / pseudo_pulls``); 0 pulls: none.
     """
 
-    def __init__(self, epsilon: float = 0.1, decay: str = "constant"):
+    def __init__(self, epsilon: float = 0.1, decay: str = "constant",
+                 pseudo_successes: float = 0.0, pseudo_pulls: int = 0):
+        self.pseudo = _check_pseudo("EpsilonGreedy", pseudo_successes, pseudo_pulls)
         if decay not in ("constant", "inverse_t"):
             raise ConfigError(
                 f"EpsilonGreedy.decay must be 'constant' or 'inverse_t', got {decay!r}."
@@ -191,7 +206,7 @@ class EpsilonGreedy(_BanditAgent):
         return EpsilonGreedyHParams(epsilon=jnp.float32(self.epsilon))
 
     def init(self, key, obs_spec, action_spec):
-        return _arm_stats_init(self.hparams(), num_actions(action_spec))
+        return _arm_stats_init(self.hparams(), num_actions(action_spec), self.pseudo)
 
     def current_epsilon(self, state: ArmStatsState) -> jax.Array:
         eps = state.hparams.epsilon
@@ -305,8 +320,10 @@ class OptimisticGreedy(_BanditAgent):
 class _IndexPolicy(_BanditAgent):
     """Pulls the arm of largest ``self.indices(state)`` (ties: lowest index); sample means."""
 
+    pseudo: tuple[float, int] = (0.0, 0)  # (successes, pulls) every arm starts with
+
     def init(self, key, obs_spec, action_spec):
-        return _arm_stats_init(self.hparams(), num_actions(action_spec))
+        return _arm_stats_init(self.hparams(), num_actions(action_spec), self.pseudo)
 
     def act(self, key, state, obs, *, greedy=False):
         if greedy:  # the evaluation policy: exploit the sample means
@@ -337,10 +354,14 @@ class UCB1(_IndexPolicy):
 
     Args:
       c: exploration constant >= 0 (swept as ``c``); default √2.
+      pseudo_successes, pseudo_pulls: every arm starts with this many pulls and
+        successes (Duan et al. 2016: 1 in 2); ``t`` counts real pulls only.
     """
 
-    def __init__(self, c: float = math.sqrt(2.0)):
+    def __init__(self, c: float = math.sqrt(2.0), pseudo_successes: float = 0.0,
+                 pseudo_pulls: int = 0):
         self.c = check_float("UCB1.c", c, low=0.0)
+        self.pseudo = _check_pseudo("UCB1", pseudo_successes, pseudo_pulls)
 
     def hparams(self):
         return UCBHParams(c=jnp.float32(self.c))
@@ -504,8 +525,13 @@ def _prior_vector(name: str, value: Any, k: int) -> np.ndarray:
 
 
 @flax.struct.dataclass
+class OptimisticTSHParams:
+    num_samples: jax.Array  # posterior samples per step, <= optimistic_samples
+
+
+@flax.struct.dataclass
 class BetaState:
-    hparams: NoHParams
+    hparams: Any
     alpha: jax.Array  # [K] prior alpha + successes
     beta: jax.Array   # [K] prior beta + failures
     alpha_comp: jax.Array  # [K] Kahan compensations (kahan_add_at): exact past 2^24 pulls
@@ -530,10 +556,16 @@ class ThompsonSampling(_BanditAgent):
       prior: optional initial strategy with ``pseudo_counts(K) -> (alpha,
         beta)`` (``@UniformPrior()``, ``@ExpertPrior()`` of
         :mod:`mtrlrec.agents.initial`); overrides ``prior_alpha/prior_beta``.
+      optimistic_samples: M > 1 gives optimistic TS as in Duan et al. (2016)'s
+        baselines: draw ``num_samples`` <= M joint posterior samples, keep the one
+        of highest posterior density, pull its argmax; ``num_samples`` (default
+        M) is a swept hyperparameter (M samples are drawn, the rest masked).
     """
 
     def __init__(self, prior_alpha: Any = 1.0, prior_beta: Any = 1.0,
-                 bit_source: str = "hash", prior: Any = None):
+                 bit_source: str = "hash", prior: Any = None, optimistic_samples: int = 1):
+        self.optimistic_samples = check_int("ThompsonSampling.optimistic_samples",
+                                            optimistic_samples, min_value=1)
         if bit_source not in sampling.SOURCES:
             raise ConfigError(
                 f"ThompsonSampling.bit_source must be one of {sampling.SOURCES}, got {bit_source!r}."
@@ -566,7 +598,15 @@ class ThompsonSampling(_BanditAgent):
         self._priors(num_actions(action_spec))
 
     def hparams(self):
+        if self.optimistic_samples > 1:
+            return OptimisticTSHParams(num_samples=jnp.float32(self.optimistic_samples))
         return NoHParams()
+
+    def check_hparam(self, name, value):
+        if name == "num_samples" and not 1 <= value <= self.optimistic_samples:
+            raise ConfigError(f"ThompsonSampling num_samples must lie in [1, "
+                              f"optimistic_samples={self.optimistic_samples}], got {value}.")
+        super().check_hparam(name, value)
 
     def init(self, key, obs_spec, action_spec):
         k = num_actions(action_spec)
@@ -580,8 +620,17 @@ class ThompsonSampling(_BanditAgent):
             return jnp.argmax(state.alpha / (state.alpha + state.beta)).astype(jnp.int32), state, {}
         a, b = self._priors(state.alpha.shape[0])  # static: K is known at trace time
         shape_ge_one = bool(np.all(a >= 1) and np.all(b >= 1))  # counts only grow
-        theta = sampling.beta(key, state.alpha, state.beta, self.bit_source, shape_ge_one)
-        return jnp.argmax(theta).astype(jnp.int32), state, {}
+        m = self.optimistic_samples
+        if m == 1:
+            theta = sampling.beta(key, state.alpha, state.beta, self.bit_source, shape_ge_one)
+            return jnp.argmax(theta).astype(jnp.int32), state, {}
+        shape = (m,) + state.alpha.shape
+        theta = sampling.beta(key, jnp.broadcast_to(state.alpha, shape),
+                              jnp.broadcast_to(state.beta, shape), self.bit_source, shape_ge_one)
+        theta = jnp.clip(theta, 1e-6, 1.0 - 1e-6)
+        density = jax.scipy.stats.beta.logpdf(theta, state.alpha, state.beta).sum(-1)  # [M]
+        density = jnp.where(jnp.arange(m) < state.hparams.num_samples, density, -jnp.inf)
+        return jnp.argmax(theta[jnp.argmax(density)]).astype(jnp.int32), state, {}
 
     def observe(self, key, state, transition):
         a, r = transition.action, _scalar_reward(transition.reward)
