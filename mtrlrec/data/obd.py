@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import warnings
 import datetime
 import os
 import pathlib
@@ -54,6 +55,12 @@ SAMPLE_FILE = pathlib.Path(__file__).parent / "obd_sample" / "obd_sample.npz"
 _LOG_COLS = ("timestamp", "item_id", "position", "click", "propensity_score")
 _ITEM_COLS = ("item_id", "item_feature_0", "item_feature_1", "item_feature_2", "item_feature_3")
 _NUM_USER_FEATURES = 4
+NUM_POSITIONS = 3
+"""Raw OBD positions are 1..3 (three items per impression)."""
+
+
+class OBDRejectionWarning(UserWarning):
+    """The loader rejected rows of an OBD log (the message gives the share and the reasons)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +81,9 @@ class OBDLog:
         codes of the three hashed categorical item features.
       num_actions: A.
       num_positions: P (3).
+      num_raw_rows: rows in the source before rejection.
+      rejected: reason -> number of rows rejected for it (a row is counted once,
+        under the first failing check: item_id, position, propensity_score, click).
     """
 
     behavior: str
@@ -88,10 +98,36 @@ class OBDLog:
     item_features: np.ndarray
     num_actions: int
     num_positions: int
+    num_raw_rows: int = 0
+    rejected: dict = dataclasses.field(default_factory=dict)
 
     @property
     def num_rounds(self) -> int:
         return int(self.action.shape[0])
+
+    @property
+    def rejected_share(self) -> float:
+        """Share of the source rows rejected by the loader (0 for a clean log)."""
+        return sum(self.rejected.values()) / max(self.num_raw_rows, 1)
+
+    def rejection_report(self) -> str:
+        """One line: how many rows were rejected, their share and why."""
+        n_bad = sum(self.rejected.values())
+        if not n_bad:
+            return f"OBD {self.behavior}/{self.campaign}: all {self.num_raw_rows:,} rows kept."
+        why = "; ".join(f"{k}: {v:,}" for k, v in self.rejected.items())
+        return (f"OBD {self.behavior}/{self.campaign}: rejected {n_bad:,} of {self.num_raw_rows:,} rows "
+                f"({100 * self.rejected_share:.2f} %): {why}.")
+
+    def action_context(self) -> np.ndarray:
+        """``[A, 5]`` float32 item features in obp 0.4.1's layout (``OpenBanditDataset.action_context``).
+
+        obp label-encodes every item_context column but ``item_feature_0`` and
+        appends ``item_feature_0`` last: ``[item_id, item_feature_1..3 codes,
+        item_feature_0]`` (the item id stays in as a number, as in obp).
+        """
+        a = np.arange(self.num_actions, dtype=np.float32)[:, None]
+        return np.concatenate([a, self.item_features[:, 1:4], self.item_features[:, :1]], axis=1)
 
     def context(self, *, affinity: bool = False) -> np.ndarray:
         """``[n, d]`` float32 one-hot user features (first category of each dropped), as in obp.
@@ -225,29 +261,53 @@ def read_csv_log(log_path: str | os.PathLike, item_path: str | os.PathLike | Non
     return out
 
 
-def _from_raw(raw: dict, behavior: str, campaign: str, where: str) -> OBDLog:
-    """Validates raw columns and builds an :class:`OBDLog` (sorted by time)."""
+def _from_raw(raw: dict, behavior: str, campaign: str, where: str, on_invalid: str = "reject") -> OBDLog:
+    """Validates raw columns and builds an :class:`OBDLog` (sorted by time).
+
+    Rows whose item is outside the catalogue, whose position is outside
+    1..3, whose propensity is not in (0, 1] or whose click is not finite are
+    rejected (``on_invalid='reject'``: dropped, counted per reason in
+    ``OBDLog.rejected`` and reported by one :class:`OBDRejectionWarning`) or
+    stop the load (``'raise'``: a :class:`ConfigError` naming the field and row).
+    """
+    if on_invalid not in ("reject", "raise"):
+        raise ConfigError(f"OBD on_invalid must be 'reject' or 'raise', got {on_invalid!r}.")
     num_items = int(raw["item_item_id"].shape[0])
     item_ids = raw["item_item_id"]
     if not np.array_equal(np.sort(item_ids), np.arange(num_items)):
         raise ConfigError(f"{where}: item_context item_id must be 0..{num_items - 1}.")
     a = raw["item_id"]
-    bad = np.flatnonzero((a < 0) | (a >= num_items))
-    if bad.size:
-        raise ConfigError(
-            f"{where}:{bad[0] + 2}: item_id {a[bad[0]]} outside the item range 0..{num_items - 1}."
-        )
     ps = raw["propensity_score"]
-    bad = np.flatnonzero(~(ps > 0) | ~(ps <= 1))
-    if bad.size:
-        raise ConfigError(
-            f"{where}:{bad[0] + 2}: propensity_score must be in (0, 1], got {ps[bad[0]]}."
-        )
     y = raw["click"]
-    bad = np.flatnonzero(~np.isfinite(y))
-    if bad.size:
-        raise ConfigError(f"{where}:{bad[0] + 2}: click must be finite, got {y[bad[0]]}.")
-    pos_vals, position = np.unique(raw["position"], return_inverse=True)
+    pos = raw["position"]
+    checks = (
+        (f"item_id outside the catalogue 0..{num_items - 1}", (a < 0) | (a >= num_items),
+         lambda i: f"item_id {a[i]} outside the item range 0..{num_items - 1}"),
+        (f"position outside 1..{NUM_POSITIONS}", (pos < 1) | (pos > NUM_POSITIONS),
+         lambda i: f"position {pos[i]} outside 1..{NUM_POSITIONS}"),
+        ("propensity_score not in (0, 1]", ~(ps > 0) | ~(ps <= 1),
+         lambda i: f"propensity_score must be in (0, 1], got {ps[i]}"),
+        ("click not finite", ~np.isfinite(y), lambda i: f"click must be finite, got {y[i]}"),
+    )
+    n_raw = int(a.shape[0])
+    keep = np.ones(n_raw, bool)
+    rejected: dict[str, int] = {}
+    for reason, bad, describe in checks:
+        new = bad & keep
+        if new.any():
+            if on_invalid == "raise":
+                i = int(np.flatnonzero(new)[0])
+                raise ConfigError(f"{where}:{i + 2}: {describe(i)}.")
+            rejected[reason] = int(new.sum())
+            keep &= ~bad
+    if not keep.any():
+        raise ConfigError(f"{where}: every row was rejected ({'; '.join(rejected)}).")
+    if rejected:
+        per_item = {"item_item_id"} | set(_ITEM_COLS[1:])
+        raw = {k: (v[keep] if k not in per_item and not k.endswith("_vocab") else v)
+               for k, v in raw.items()}
+        a, ps, y = raw["item_id"], raw["propensity_score"], raw["click"]
+    position = raw["position"].astype(np.int64) - 1  # raw 1..3 -> 0..2 (obp's dense rank of 1..3)
     order = np.argsort(raw["timestamp"], kind="stable")
     item_feats = np.zeros((num_items, 4), np.float32)
     item_feats[item_ids, 0] = raw["item_feature_0"]
@@ -266,7 +326,9 @@ def _from_raw(raw: dict, behavior: str, campaign: str, where: str) -> OBDLog:
         affinity=raw["affinity"][order].astype(np.float32),
         item_features=item_feats,
         num_actions=num_items,
-        num_positions=int(pos_vals.size),
+        num_positions=NUM_POSITIONS,
+        num_raw_rows=n_raw,
+        rejected=rejected,
     )
 
 
@@ -274,7 +336,8 @@ _CACHE: dict = {}
 
 
 def load(
-    behavior: str = "random", campaign: str = "all", path: str | os.PathLike | None = None
+    behavior: str = "random", campaign: str = "all", path: str | os.PathLike | None = None,
+    on_invalid: str = "reject",
 ) -> OBDLog:
     """Loads one OBD log.
 
@@ -284,6 +347,11 @@ def load(
       path: ``None`` for the committed small sample; else an OBD directory
         (``path/behavior/campaign/campaign.csv``), e.g. the output of
         ``mtrlrec data obd`` or the full dataset.
+      on_invalid: ``'reject'`` drops invalid rows (item outside the catalogue,
+        position outside 1..3, propensity not in (0, 1], non-finite click), counts
+        them per reason in ``log.rejected`` and warns once with the share
+        (:class:`OBDRejectionWarning`, :meth:`OBDLog.rejection_report`); ``'raise'``
+        stops at the first one with a :class:`ConfigError` naming the field.
 
     Returns:
       An :class:`OBDLog` (cached per process; treat it as read-only).
@@ -293,7 +361,7 @@ def load(
         and line named), items outside the catalogue, propensities outside (0, 1].
     """
     _check_name(behavior, campaign)
-    key = (behavior, campaign, None if path is None else str(pathlib.Path(path).resolve()))
+    key = (behavior, campaign, None if path is None else str(pathlib.Path(path).resolve()), on_invalid)
     if key in _CACHE:
         return _CACHE[key]
     if path is None:
@@ -302,12 +370,14 @@ def load(
         with np.load(SAMPLE_FILE, allow_pickle=False) as z:
             prefix = f"{behavior}/{campaign}/"
             raw = {k[len(prefix):]: z[k] for k in z.files if k.startswith(prefix)}
-        log = _from_raw(raw, behavior, campaign, f"{SAMPLE_FILE}[{behavior}/{campaign}]")
+        log = _from_raw(raw, behavior, campaign, f"{SAMPLE_FILE}[{behavior}/{campaign}]", on_invalid)
     else:
         root = pathlib.Path(path).expanduser()
         log_path = root / behavior / campaign / f"{campaign}.csv"
         raw = read_csv_log(log_path)
-        log = _from_raw(raw, behavior, campaign, str(log_path))
+        log = _from_raw(raw, behavior, campaign, str(log_path), on_invalid)
+    if log.rejected:
+        warnings.warn(log.rejection_report(), OBDRejectionWarning, stacklevel=2)
     _CACHE[key] = log
     return log
 
@@ -463,4 +533,4 @@ def build_compact_sample(source_dir: str | os.PathLike, out_file: str | os.PathL
     return out_file
 
 
-__all__ = ["CAMPAIGNS", "NUM_ITEMS", "OBDLog", "POLICIES", "build_compact_sample", "load", "prepare"]
+__all__ = ["CAMPAIGNS", "NUM_ITEMS", "NUM_POSITIONS", "OBDLog", "OBDRejectionWarning", "POLICIES", "build_compact_sample", "load", "prepare"]

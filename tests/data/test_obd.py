@@ -67,6 +67,7 @@ def test_tiny_csv_by_hand(tmp_path):
         (lambda r, h: ([r[0], r[1].replace(",0.3333,", ",0,"), r[2]], h), r"all.csv:3: propensity_score must be in \(0, 1\], got 0.0"),
         (lambda r, h: ([r[0], r[1], r[2].replace(",0.3333,", ",1.5,")], h), r"all.csv:4: propensity_score must be in \(0, 1\], got 1.5"),
         (lambda r, h: ([r[0].replace(",2,1,", ",7,1,"), r[1], r[2]], h), r"all.csv:2: item_id 7 outside the item range 0..2"),
+        (lambda r, h: ([r[0].replace(",2,1,", ",2,4,"), r[1], r[2]], h), r"all.csv:2: position 4 outside 1..3"),
         (lambda r, h: ([r[0].replace("2019-11-24", "yesterday"), r[1], r[2]], h), r"all.csv:2: timestamp"),
         (lambda r, h: ([r[0], r[1].replace(",1,0.3333", ",one,0.3333"), r[2]], h), r"all.csv:3: column click must be numeric"),
     ],
@@ -76,7 +77,36 @@ def test_broken_copies_name_file_and_line(tmp_path, change, match):
     root = write(tmp_path, rows, header)
     obd._CACHE.clear()
     with pytest.raises(ConfigError, match=match):
-        obd.load("random", "all", root)
+        obd.load("random", "all", root, on_invalid="raise")
+
+
+def test_invalid_rows_are_rejected_and_reported(tmp_path):
+    """By default bad rows are dropped, never silently: counted per reason, with one warning."""
+    rows = [ROWS[0].replace(",2,1,", ",7,1,"), ROWS[1].replace(",0.3333,", ",0,"), ROWS[2]]
+    root = write(tmp_path, rows, HEADER)
+    obd._CACHE.clear()
+    with pytest.warns(obd.OBDRejectionWarning, match=r"rejected 2 of 3 rows \(66.67 %\): "
+                      r"item_id outside the catalogue 0..2: 1; propensity_score not in \(0, 1\]: 1"):
+        log = obd.load("random", "all", root)
+    assert log.num_rounds == 1 and log.num_raw_rows == 3
+    assert log.rejected == {"item_id outside the catalogue 0..2": 1, "propensity_score not in (0, 1]": 1}
+    assert log.rejected_share == pytest.approx(2 / 3)
+    bad_all = [r.replace(",0.3333,", ",0,") for r in ROWS]
+    obd._CACHE.clear()
+    with pytest.raises(ConfigError, match="every row was rejected"):
+        obd.load("random", "all", write(tmp_path / "b", bad_all, HEADER))
+    with pytest.raises(ConfigError, match="on_invalid must be"):
+        obd.load("random", "all", root, on_invalid="drop")
+
+
+def test_clean_sample_reports_nothing_rejected_and_obp_item_layout():
+    log = obd.load("random", "men")
+    assert log.rejected == {} and log.rejected_share == 0.0
+    assert "all 10,000 rows kept" in log.rejection_report()
+    ac = log.action_context()
+    assert ac.shape == (34, 5)
+    np.testing.assert_array_equal(ac[:, 0], np.arange(34))  # obp keeps the label-encoded id
+    np.testing.assert_allclose(ac[:, 4], log.item_features[:, 0])  # item_feature_0 last
 
 
 def test_missing_files_and_names(tmp_path):
