@@ -1,0 +1,104 @@
+"""A2C and PPO (mtrlrec/agents/actor_critic.py) and the slate policy (models/policies.py)."""
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mtrlrec.agents.actor_critic import A2C, PPO
+from mtrlrec.core.errors import ConfigError
+from mtrlrec.core.wrappers import EpisodeStatistics
+from mtrlrec.envs.bandits import BernoulliBandit
+from mtrlrec.envs.slate import SlateEnv
+from mtrlrec.models import policies
+from mtrlrec.train import loop
+
+
+def test_slate_log_prob_is_sequential_sampling_without_replacement():
+    lp = jax.nn.log_softmax(jnp.array([0.3, -1.0, 1.2, 0.0]))
+    p = np.exp(np.asarray(lp))
+    for slate in [(2, 0, 3), (1, 3, 0)]:
+        want, left = 1.0, 1.0
+        for a in slate:
+            want *= p[a] / left
+            left -= p[a]
+        got = float(jnp.exp(policies.slate_log_prob(lp, jnp.array(slate))))
+        assert got == pytest.approx(want, rel=1e-5)
+    # the ordered slates of size 2 of 4 items form a distribution
+    total = sum(math.exp(policies.slate_log_prob(lp, jnp.array(s)))
+                for s in itertools.permutations(range(4), 2))
+    assert total == pytest.approx(1.0, abs=1e-5)
+
+
+def test_gumbel_top_k_samples_the_sequential_distribution():
+    lp = jax.nn.log_softmax(jnp.array([1.0, 0.0, -0.5]))
+    n = 40_000
+    keys = jax.random.split(jax.random.PRNGKey(0), n)
+    slates = np.asarray(jax.vmap(lambda k: policies.sample_slate(k, lp, 2))(keys))
+    assert np.all(slates[:, 0] != slates[:, 1])
+    for s in itertools.permutations(range(3), 2):
+        p = math.exp(policies.slate_log_prob(lp, jnp.array(s)))
+        freq = np.mean(np.all(slates == np.array(s), axis=1))
+        assert abs(freq - p) < 4 * math.sqrt(p * (1 - p) / n), (s, freq, p)
+
+
+@pytest.mark.parametrize("binding,value,name", [
+    ("learning_rate", -1e-3, "PPO.learning_rate"),
+    ("clip_epsilon", -0.1, "PPO.clip_epsilon"),
+    ("clip_epsilon", 0.0, "PPO.clip_epsilon"),
+    ("rollout_length", 0, "PPO.rollout_length"),
+])
+def test_bad_input_names_the_binding(binding, value, name):
+    with pytest.raises(ConfigError, match=name.replace(".", r"\.")) as e:
+        PPO(**{binding: value})
+    assert name in str(e.value).splitlines()[0]  # the CLI prints this one line
+
+
+def test_a2c_bad_learning_rate_and_minibatches():
+    with pytest.raises(ConfigError, match=r"A2C\.learning_rate"):
+        A2C(learning_rate=-1.0)
+    with pytest.raises(ConfigError, match=r"PPO\.num_minibatches=3 must divide"):
+        PPO(rollout_length=4, num_minibatches=3).check_num_envs(2)
+    with pytest.raises(ConfigError, match=r"PPO\.task_weights"):
+        PPO(tasks=("click", "purchase"), task_weights=(1.0,))
+
+
+@pytest.mark.parametrize("cls", [PPO, A2C])
+def test_learns_the_best_item(cls):
+    """Context-free items (tabular softmax): the greedy policy finds the best arm."""
+    env = BernoulliBandit(num_arms=4, means=[0.1, 0.2, 0.9, 0.3])
+    kw = dict(rollout_length=4, learning_rate=0.05, entropy_coef=0.0, gamma=0.0)
+    agent = cls(**kw, num_epochs=2, num_minibatches=2) if cls is PPO else cls(**kw)
+    out = loop.run(env, agent, num_steps=400, num_seeds=2, num_envs=8, log_every=40)
+    logits = np.asarray(out.carry.agent_state.params["params"]["logits"])
+    assert logits.shape == (2, 4)
+    assert np.all(np.argmax(logits, -1) == 2)
+    m = out.metrics
+    for k in ["agent/loss", "agent/entropy", "agent/approx_kl", "agent/clip_fraction",
+              "agent/explained_variance", "agent/value_loss", "agent/policy_loss"]:
+        assert np.all(np.isfinite(m[k])), k
+    assert m["agent/entropy"][:, -1].mean() < m["agent/entropy"][:, 0].mean()
+    assert m["reward"][:, -1].mean() > 0.7
+
+
+def test_ppo_multitask_slates_one_user_and_many():
+    """Slates of k distinct items, per-task value heads from info, greedy evaluation."""
+    env = EpisodeStatistics(SlateEnv(num_candidates=5, slate_size=2, num_topics=4,
+                                     max_episode_steps=30))
+    agent = PPO(rollout_length=4, num_epochs=1, num_minibatches=2, hidden_sizes=(8,),
+                tasks=("click", "purchase"), task_weights=(1.0, 5.0))
+    out = loop.run(env, agent, num_steps=16, num_seeds=1, num_envs=4, log_every=8,
+                   evaluation=loop.Evaluation(8, 1, 30))
+    st = out.carry.agent_state
+    assert st.rollout.values.shape == (1, 4, 4, 2)  # [seeds, T, N, tasks]
+    assert st.rollout.action.shape == (1, 4, 4, 2)
+    acts = np.asarray(st.rollout.action).reshape(-1, 2)
+    assert np.all(acts[:, 0] != acts[:, 1])
+    assert np.isfinite(out.eval_metrics["eval/reward"]).all()
+    one = loop.run(env, A2C(rollout_length=4, hidden_sizes=(8,)), num_steps=8, num_seeds=1,
+                   num_envs=1, log_every=8)
+    assert one.carry.agent_state.rollout.rewards.shape == (1, 4, 1, 1)
+    assert np.isfinite(one.metrics["agent/loss"]).all()
