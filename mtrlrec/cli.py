@@ -66,6 +66,27 @@ def _add_cpu_devices(parser: argparse.ArgumentParser) -> None:
              "device; the results are the same, bit for bit)")
 
 
+def _add_distributed(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group(
+        "several processes or hosts (jax.distributed; docs/scaling.md)",
+        "Start the same command once per process. Seeds are spread over the devices of "
+        "every process; process 0 alone writes the run directory, TensorBoard and tables. "
+        "Each flag falls back to its variable: MTRLREC_COORDINATOR, MTRLREC_NUM_PROCESSES, "
+        "MTRLREC_PROCESS_ID, MTRLREC_INIT_TIMEOUT.")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="address of process 0 and a free port, e.g. 10.0.0.1:1234")
+    g.add_argument("--num-processes", type=int, default=None, metavar="N",
+                   help="number of processes")
+    g.add_argument("--process-id", type=int, default=None, metavar="I",
+                   help="this process's id, 0 .. N-1")
+    g.add_argument("--distributed", action="store_true",
+                   help="detect the three above from the cluster (SLURM, Open MPI), as "
+                        "jax.distributed.initialize() does")
+    g.add_argument("--init-timeout", type=int, default=None, metavar="SECONDS",
+                   help="give up (one line, exit status 2) if not every process has joined "
+                        "within this time (default 60)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="mtrlrec", description=DESCRIPTION, epilog=EPILOG,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
                         "configuration it started with (from any working directory)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_cpu_devices(r)
+    _add_distributed(r)
 
     b = sub.add_parser(
         "bench",
@@ -111,6 +133,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="continue an interrupted table in DIR: reuse its finished rows")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_cpu_devices(b)
+    _add_distributed(b)
 
     sub.add_parser("list",
                    description="List the experiment files and table specs with their "
@@ -140,12 +163,17 @@ def _announce(kind: str, seen: list):
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     started: list[pathlib.Path] = []  # the run/bench directory, once it exists
+    from mtrlrec.train import sharding
     try:
         if args.command in ("run", "bench"):
             from mtrlrec import config
 
             config.enable_compilation_cache()
             config.use_cpu_cores(args.cpu_devices)
+            sharding.initialize(args.coordinator, args.num_processes, args.process_id,
+                                auto=args.distributed, timeout=args.init_timeout)
+            if not sharding.is_main():
+                args.no_progress = True  # one progress bar: process 0's
         if args.command == "run":
             from mtrlrec.experiment import run_experiment
 
@@ -155,8 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         seeds=args.seeds, resume=args.resume,
                                         progress=not args.no_progress,
                                         announce=_announce("run directory", started))
-            print((run_dir / "summary.md").read_text())
-            print(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}")
+            if sharding.is_main():
+                print((run_dir / "summary.md").read_text())
+                print(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}")
+            else:
+                print(f"process {sharding.process_index()}: done; process 0 wrote {run_dir}")
         elif args.command == "bench":
             from mtrlrec.bench.runner import run_table
 
@@ -166,8 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        save_results=args.save_results,
                                        progress=not args.no_progress, resume=args.resume,
                                        announce=_announce("output directory", started))
-            print(table.markdown)
-            print(f"written to {out_dir}")
+            if sharding.is_main():
+                print(table.markdown)
+                print(f"written to {out_dir}")
+            else:
+                print(f"process {sharding.process_index()}: done; process 0 wrote {out_dir}")
         elif args.command == "list":
             from mtrlrec.bench.catalog import list_text
 

@@ -45,6 +45,7 @@ from mtrlrec import config as config_lib
 from mtrlrec.core.errors import ConfigError, check_int
 from mtrlrec.log import plots, provenance, tables
 from mtrlrec.log.writers import RunWriter
+from mtrlrec.train import sharding
 from mtrlrec.train.result import MetricWriter, Result, RunContext
 
 
@@ -263,7 +264,8 @@ def run_experiment(
                        announce=announce, warn=warn)
     if experiment is None:
         raise ConfigError("no experiment file given.")
-    if out is not None:
+    main = sharding.is_main()  # several processes: process 0 alone writes
+    if out is not None and not sharding.multi_process():
         check_out_dir(pathlib.Path(out))
     exp = build([experiment], bindings)
     unused = config_lib.unused_bindings(bindings, final=False)
@@ -271,9 +273,16 @@ def run_experiment(
         raise ConfigError(_unused_message(unused, final=False))
     saved = gin.config_str()
     num_seeds = seeds if seeds is not None else exp.num_seeds
-    if out is None:
-        _check_default_runs_dir()
-    run_dir, created = create_run_dir(out, pathlib.Path(experiment).stem)
+    run_dir, created = None, []
+    if main:
+        def make():
+            if out is None:
+                _check_default_runs_dir()
+            return create_run_dir(out, pathlib.Path(experiment).stem)
+
+        run_dir, created = _shared(make)
+    else:
+        run_dir = _shared(None)
     meta = {
         "experiment": str(pathlib.Path(experiment).absolute()),
         "title": str(experiment),  # as typed: summary.md and HParams, also after --resume
@@ -286,15 +295,36 @@ def run_experiment(
         "code": provenance.code_version(),
     }
     try:
-        (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
-        (run_dir / "resume.gin").write_text(_RESUME_HEADER + saved)
-        (run_dir / "config.gin").write_text(config_lib.operative_config())
+        if main:
+            (run_dir / "run.json").write_text(json.dumps(meta, indent=1))
+            (run_dir / "resume.gin").write_text(_RESUME_HEADER + saved)
+            (run_dir / "config.gin").write_text(config_lib.operative_config())
     except OSError as e:
         _remove_created(run_dir, created)
         raise ConfigError(f"cannot write to {run_dir}: {e.strerror or e}.") from None
     return _execute(exp, run_dir, num_seeds=num_seeds, title=str(experiment), bindings=bindings,
                     resumed=False, created=created, progress=progress, announce=announce,
                     warn=warn)
+
+
+def _shared(make):
+    """The run directory process 0 made (``make()`` there), on every process; a mistake
+    found by process 0 (an unusable --out) is raised on every process alike."""
+    if not sharding.multi_process():
+        return make()
+    if make is not None:
+        try:
+            run_dir, created = make()
+            text = "ok:" + str(run_dir)
+        except ConfigError as e:
+            sharding.broadcast_text("error:" + str(e))
+            raise
+        sharding.broadcast_text(text)
+        return run_dir, created
+    text = sharding.broadcast_text("")
+    if text.startswith("error:"):
+        raise ConfigError(text[len("error:"):])
+    return pathlib.Path(text[len("ok:"):])
 
 
 _RESUME_HEADER = (
@@ -363,7 +393,12 @@ def _execute(exp: Experiment, run_dir: pathlib.Path, *, num_seeds: int, title: s
             print(f"mtrlrec: warning: {line}", file=sys.stderr)
 
     writer = None
+    main = sharding.is_main()
     try:
+        if not main:  # another process of a multi-process run: computes, writes nothing
+            ctx = RunContext(num_seeds=num_seeds, seed=exp.seed, run_dir=None,
+                             checkpoint_dir=run_dir / "checkpoints", resume=resumed)
+            return run_dir, exp.runner(ctx)
         try:
             writer = RunWriter(run_dir)
         except OSError as e:
@@ -391,7 +426,7 @@ def _execute(exp: Experiment, run_dir: pathlib.Path, *, num_seeds: int, title: s
         if writer is not None:
             with contextlib.suppress(Exception):
                 writer.close()
-        if not resumed and not has_results(run_dir):
+        if main and not resumed and not has_results(run_dir):
             _remove_created(run_dir, created)
         raise
     writer.close()

@@ -7,6 +7,7 @@ import jax
 import numpy as np
 
 from mtrlrec.core.errors import ConfigError
+from mtrlrec.train import sharding
 
 
 def place_agent_state(template, state, seed_axis: int, num_seeds: int):
@@ -17,7 +18,7 @@ def place_agent_state(template, state, seed_axis: int, num_seeds: int):
     """
     from flax import serialization
 
-    host_template = jax.device_get(template)
+    host_template = sharding.to_host(template)
     if not isinstance(state, dict):
         state = serialization.to_state_dict(state)
     try:
@@ -39,7 +40,7 @@ def place_agent_state(template, state, seed_axis: int, num_seeds: int):
                 raise ConfigError(
                     f"the learner state to start from has an array of shape {h.shape}; this "
                     f"configuration needs {full.shape[seed_axis + 1:]} (or one per seed).") from None
-        return jax.device_put(full, t.sharding)
+        return sharding.put(full, t.sharding)
 
     return jax.tree.map(place, template, host)
 
@@ -55,7 +56,7 @@ def restore_carry(template, restored, seed_axis: int, num_seeds: int):
 
     if not isinstance(restored, dict):
         restored = serialization.to_state_dict(restored)
-    host_template = jax.device_get(template)
+    host_template = sharding.to_host(template)
     try:
         host = serialization.from_state_dict(host_template, restored)
     except (KeyError, ValueError, TypeError) as e:
@@ -79,7 +80,7 @@ def restore_carry(template, restored, seed_axis: int, num_seeds: int):
         index = [slice(None)] * full.ndim
         index[seed_axis] = slice(0, h.shape[seed_axis])
         full[tuple(index)] = h
-        return jax.device_put(full, t.sharding)
+        return sharding.put(full, t.sharding)
 
     return jax.tree.map(place, template, host)
 

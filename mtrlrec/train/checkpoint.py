@@ -2,7 +2,12 @@
 
 A checkpoint is a dict ``{'carry': ..., 'metrics': ..., 'meta': ...}``
 converted to a state dict of NumPy arrays, so it restores without pickling
-device arrays. Writes go to a temporary file that is renamed into place, so a
+device arrays, on any number of devices or processes: it holds the real seeds
+only, gathered from every process (:func:`mtrlrec.train.sharding.to_host`) and
+written by process 0, and a restore places them on the run's own devices
+(:func:`mtrlrec.train.carry.restore_carry`). orbax-checkpoint (per-process
+shards, written in parallel) would pay only for states much larger than an
+online run's learners; one msgpack file keeps one format for every runner. Writes go to a temporary file that is renamed into place, so a
 crash mid-write never corrupts the previous checkpoint.
 """
 
@@ -18,6 +23,8 @@ import jax
 import numpy as np
 from flax import serialization
 
+from mtrlrec.train import sharding
+
 _NAME = re.compile(r"ckpt_(\d+)\.msgpack$")
 
 
@@ -25,10 +32,15 @@ def save(directory: str | pathlib.Path, index: int, tree: Any, meta: dict | None
          keep: int = 2) -> pathlib.Path:
     """Saves ``tree`` as ``ckpt_<index>.msgpack`` (+ ``.json`` meta); keeps the newest ``keep``."""
     directory = pathlib.Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = serialization.to_state_dict(jax.device_get(tree))
-    data = serialization.msgpack_serialize(jax.tree.map(np.asarray, state))
     path = directory / f"ckpt_{index:06d}.msgpack"
+    # On several processes every one calls this (the carry's shards are gathered, a
+    # collective) and process 0 alone writes.
+    host = sharding.to_host(tree)
+    if not sharding.is_main():
+        return path
+    directory.mkdir(parents=True, exist_ok=True)
+    state = serialization.to_state_dict(host)
+    data = serialization.msgpack_serialize(jax.tree.map(np.asarray, state))
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)

@@ -258,6 +258,11 @@ def run(
 
         devices = sharding.seed_devices(num_seeds, devices)
         padded = sharding.padded_size(num_seeds, devices)
+        if sharding.multi_process() and padded != num_seeds:
+            raise ConfigError(
+                f"--seeds {num_seeds} cannot be split evenly over the {devices} devices of the "
+                f"{sharding.num_processes()} processes (MTRLREC_NUM_PROCESSES / --num-processes): "
+                f"use a multiple of {devices}, such as {padded}.")
         seed_ids = jnp.arange(seed_offset, seed_offset + padded)
         base = jax.random.PRNGKey(seed)
         keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(seed_ids)
@@ -276,6 +281,9 @@ def run(
         keys = sharding.shard_along(keys, 0, devices)
         if env_params_per_seed:
             env_params = sharding.shard_along(env_params, 0, devices)
+        else:  # on several processes, inputs shared by all seeds are placed on every device
+            env_params = sharding.replicate(env_params, devices)
+        host_sweep, sweep = sweep, sharding.replicate(sweep, devices)
 
         if check_metrics is not None and num_steps:  # traced, before anything compiles
             abstract = jax.eval_shape(programs.init, keys, env_params, sweep)
@@ -307,8 +315,8 @@ def run(
         last_users: dict[str, np.ndarray] = {}
 
         def evaluate():
-            m, users = jax.device_get(programs.evaluate(carry.agent_state, eval_keys, env_params,
-                                                        sweep))
+            m, users = sharding.to_host(programs.evaluate(carry.agent_state, eval_keys,
+                                                          env_params, sweep))
             for k, v in m.items():
                 evals.setdefault(f"eval/{k}", []).append(
                     trim(np.asarray(v)[..., None], seed_axis, num_seeds))
@@ -350,7 +358,7 @@ def run(
             n = min(n, (c + 1) * windows_per_chunk - window)
             t0 = time.perf_counter()
             carry, m = chunk(carry, env_params, sweep, np.int32(n))
-            m = jax.device_get(m)
+            m = sharding.to_host(m)
             dt = time.perf_counter() - t0
             seconds += dt
             m = {k: trim(np.asarray(v)[..., :n], seed_axis, num_seeds) for k, v in m.items()}
@@ -363,28 +371,31 @@ def run(
                 bar.set_postfix_str(f"{users_per_step * n * log_every / max(dt, 1e-9):,.0f} "
                                     "user·steps/s")
             chunk_done = window % windows_per_chunk == 0
+            # The next call: about slice_seconds of work (a scan length chosen at
+            # run time; the compiled loop takes it as an argument). On several
+            # processes process 0's choice is everyone's, and Ctrl-C on any stops all.
+            n = int(max(1, min(windows_per_chunk, slice_seconds * n / max(dt, 1e-9))))
+            n, stop = sharding.agree(n, interrupted())
             if chunk_done and evaluation is not None:
                 evaluate()
-            if chunk_done or interrupted():
+            if chunk_done or stop:
                 out = _output(collected, evals, last_users, log_every,
-                              real_seeds(carry, seed_axis, num_seeds), sweep, seconds,
+                              real_seeds(carry, seed_axis, num_seeds), host_sweep, seconds,
                               compile_seconds, evaluation)
             if chunk_done and on_chunk is not None:
                 on_chunk(c, num_chunks, out)
-            if interrupted():
+            if stop:
                 if bar is not None:
                     bar.close()
                 if on_interrupt is not None and not chunk_done:
                     on_interrupt(out)
                 raise Interrupted(f"interrupted after step {window * log_every}")
-            # The next call: about slice_seconds of work (a scan length chosen at
-            # run time; the compiled loop takes it as an argument).
-            n = int(max(1, min(windows_per_chunk, slice_seconds * n / max(dt, 1e-9))))
         if bar is not None:
             bar.close()
         if out is None:  # evaluation only, or resumed a finished run
             out = _output(collected, evals, last_users, log_every,
-                          real_seeds(carry, seed_axis, num_seeds), sweep, 0.0, 0.0, evaluation)
+                          real_seeds(carry, seed_axis, num_seeds), host_sweep, 0.0, 0.0,
+                          evaluation)
         if interrupted():  # Ctrl-C during set-up or an evaluation-only run
             raise Interrupted("interrupted")
         return out
