@@ -335,6 +335,8 @@ def run_table(name: str, *, quick: bool = False, out: str | None = None,
         if unknown:
             raise ConfigError(f"unknown row(s) {sorted(unknown)} in table {spec.name}; rows are "
                               f"{[r.key for r in spec.rows]}.")
+    if quick and rows is None:  # rows marked quick = false are left out of --quick
+        rows = [r.key for r in spec.rows if r.quick]
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     if resume is not None:
         if out is not None:

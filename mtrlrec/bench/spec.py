@@ -8,7 +8,7 @@ Format (every key is checked; unknown keys are errors, to catch typos)::
     description = "..."; seeds = 100
     [quick]            seeds = 10, bindings = [...]        # what --quick changes
     [[columns]]        key, metric, label, format
-    [[rows]]           key, label, experiment, bindings, quick_bindings, seeds
+    [[rows]]           key, label, experiment, bindings, quick_bindings, seeds, quick
     [[references]]     row, column, value, quick_value, se, tolerance,
                        tolerance_kind ('se' | 'relative' | 'absolute'), source, quick
     [[checks]]         name, expr, quick
@@ -47,6 +47,7 @@ class Row:
     bindings: tuple[str, ...] = ()
     quick_bindings: tuple[str, ...] = ()
     seeds: int | None = None
+    quick: bool = True  # False: the --quick (CI) version skips this row
 
 
 @dataclasses.dataclass(frozen=True)
