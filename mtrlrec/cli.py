@@ -161,6 +161,28 @@ def _announce(kind: str, seen: list):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from mtrlrec.train import sharding
+
+    try:
+        rc = _main(argv)
+    except BaseException:
+        if not sharding.multi_process():
+            raise
+        import traceback
+
+        traceback.print_exc()
+        rc = 1
+    if rc and sharding.multi_process():
+        # A process of a multi-process run that fails ends at once: the orderly shutdown
+        # would wait for the others, which stop in turn when their next collective finds
+        # this process gone (one line there too).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     started: list[pathlib.Path] = []  # the run/bench directory, once it exists
     from mtrlrec.train import sharding
@@ -221,6 +243,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # one line naming the path; MTRLREC_TRACEBACK=1 shows where it happened.
         where = f": {e.filename}" if e.filename else ""
         print(f"mtrlrec: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        if not (sharding.multi_process() and type(e).__name__ == "JaxRuntimeError"):
+            raise
+        # A collective failed: another process of the run died or was stopped.
+        first = str(e).strip().splitlines()[0][:300]
+        print(f"mtrlrec: error: another process of this {sharding.num_processes()}-process run "
+              f"stopped, so process {sharding.process_index()} stops too ({first})",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(file=sys.stderr)

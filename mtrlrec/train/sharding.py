@@ -25,6 +25,7 @@ bit (``tests/train/test_multiprocess.py``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 
@@ -46,8 +47,9 @@ def num_processes() -> int:
 
 
 def multi_process() -> bool:
-    """Whether this run spans several JAX processes (``jax.distributed``)."""
-    return jax.process_count() > 1
+    """Whether this run spans several JAX processes (``jax.distributed``); never starts
+    JAX's backend itself."""
+    return jax.distributed.is_initialized() and jax.process_count() > 1
 
 
 def process_index() -> int:
@@ -56,7 +58,7 @@ def process_index() -> int:
 
 def is_main() -> bool:
     """Process 0, the one that writes run directories, TensorBoard and tables."""
-    return jax.process_index() == 0
+    return not multi_process() or jax.process_index() == 0
 
 
 def seed_devices(num_seeds: int, limit: int | None = None) -> int:
@@ -228,17 +230,46 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
                 "(process 0's address and a free port, e.g. 10.0.0.1:1234).")
         kwargs.update(coordinator_address=addr, num_processes=n, process_id=pid)
     jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
-    try:
-        jax.distributed.initialize(**kwargs)
-    except (RuntimeError, ValueError) as e:
-        where = (f"the coordinator {kwargs['coordinator_address']} "
-                 f"({_name('coordinator', from_env['coordinator'])})" if given else
-                 "the cluster (auto-detection)")
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(
-            f"could not start the multi-process runtime with {where} within {t} s: not every "
-            f"process joined, or the address cannot be reached ({first[:300]}).") from None
+    where = (f"the coordinator {kwargs['coordinator_address']} "
+             f"({_name('coordinator', from_env['coordinator'])})" if given else
+             "the cluster (auto-detection)")
+    message = (f"mtrlrec: error: the multi-process runtime did not start within {t} s "
+               f"({FLAGS['timeout']} / {ENV['timeout']}): {where} cannot be reached, or not "
+               "every process joined (a process that never started, or a wrong "
+               f"{FLAGS['num_processes']}).")
+    # JAX gives up on a coordinator or a process that never comes by aborting the
+    # process with a C++ stack trace; this watchdog says it in one line first.
+    kwargs["initialization_timeout"] = t + 30
+    kwargs["heartbeat_timeout_seconds"] = max(10, t)  # a process that dies later
+    kwargs["shutdown_timeout_seconds"] = max(10, t)
+    with watchdog(t, message):
+        try:
+            jax.distributed.initialize(**kwargs)
+        except (RuntimeError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"could not start the multi-process runtime with {where}: "
+                              f"{first[:300]}") from None
     return True
+
+
+@contextlib.contextmanager
+def watchdog(seconds: float, message: str, status: int = 2):
+    """Within the block: after ``seconds``, print ``message`` and end the process with
+    ``status`` (for waits that JAX would otherwise end with an abort, or never end)."""
+    import sys
+    import threading
+
+    def fire():
+        print(message, file=sys.stderr, flush=True)
+        os._exit(status)
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def _as_int(v):
