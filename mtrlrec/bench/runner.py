@@ -34,6 +34,7 @@ from mtrlrec.core.errors import ConfigError
 from mtrlrec.log import provenance, tables
 from mtrlrec.log.tensorboard import TensorBoardWriter
 from mtrlrec.log.writers import RunWriter
+from mtrlrec.train import sharding
 from mtrlrec.train.result import Result, RunContext
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
@@ -286,6 +287,8 @@ def run_row(spec: spec_lib.TableSpec, row: spec_lib.Row, *, quick: bool, seeds: 
     identity = _row_identity(spec, row, quick, seeds)
     exp = experiment_lib.build([spec_lib.experiment_path(row)], identity["bindings"])
     seeds = identity["seeds"]
+    if not sharding.is_main():  # several processes: process 0 alone writes
+        row_dir = None
     writer = RunWriter(row_dir) if row_dir is not None else None
     ctx = RunContext(num_seeds=seeds, seed=exp.seed, run_dir=row_dir,
                      progress=progress, quick=quick)
@@ -346,34 +349,44 @@ def run_table(name: str, *, quick: bool = False, out: str | None = None,
     else:
         out_dir = pathlib.Path(
             out or pathlib.Path("runs") / "bench" / f"{spec.name}{'-quick' if quick else ''}-{stamp}")
-        experiment_lib.check_out_dir(out_dir)
+        if not sharding.multi_process():
+            experiment_lib.check_out_dir(out_dir)
     # Every row's configuration is built (no compilation) before anything is created or
     # run, so a mistake in the last row costs seconds, not the table's first rows.
     for row in spec.rows:
         if rows is None or row.key in rows:
             experiment_lib.build([spec_lib.experiment_path(row)],
                                  _row_identity(spec, row, quick, seeds)["bindings"])
-    if resume is None:
-        out_dir, created = experiment_lib.create_run_dir(str(out_dir), spec.name)
-        try:
-            (out_dir / "bench.json").write_text(json.dumps({"table": spec.name, "quick": quick}))
-        except OSError as e:
-            experiment_lib._remove_created(out_dir, created)  # noqa: SLF001
-            raise ConfigError(f"cannot write to {out_dir}: {e.strerror or e}.") from None
-    if announce is not None:
+    main = sharding.is_main()
+    if resume is None and main:
+        def make():
+            made, made_created = experiment_lib.create_run_dir(str(out_dir), spec.name)
+            try:
+                (made / "bench.json").write_text(json.dumps({"table": spec.name,
+                                                             "quick": quick}))
+            except OSError as e:
+                experiment_lib._remove_created(made, made_created)  # noqa: SLF001
+                raise ConfigError(f"cannot write to {made}: {e.strerror or e}.") from None
+            return made, made_created
+
+        out_dir, created = experiment_lib._shared(make)  # noqa: SLF001
+    elif resume is None:
+        out_dir, created = experiment_lib._shared(None), []  # noqa: SLF001
+    if announce is not None and main:
         announce(out_dir)
     try:
         return _run_rows(spec, out_dir, quick=quick, seeds=seeds, rows=rows, resume=resume,
                          stamp=stamp, progress=progress, save_results=save_results)
     except BaseException:
         # A failed start leaves nothing; once a row has finished, everything stays.
-        if resume is None and not any((out_dir / "rows").glob("*/row.json")):
+        if main and resume is None and not any((out_dir / "rows").glob("*/row.json")):
             experiment_lib._remove_created(out_dir, created)  # noqa: SLF001
         raise
 
 
 def _run_rows(spec, out_dir: pathlib.Path, *, quick, seeds, rows, resume, stamp, progress,
               save_results) -> tuple[pathlib.Path, BenchTable]:
+    main = sharding.is_main()  # several processes compute every row; process 0 writes
     cells: dict[tuple[str, str], Cell] = {}
     produced: dict[str, list[str]] = {}
     codes: dict[str, dict | None] = {}
@@ -386,12 +399,14 @@ def _run_rows(spec, out_dir: pathlib.Path, *, quick, seeds, rows, resume, stamp,
         if finished is not None:
             result, codes[row.key] = finished
         else:
-            _move_aside(row_dir, stamp)
+            if main:
+                _move_aside(row_dir, stamp)
             result = run_row(spec, row, quick=quick, seeds=seeds, row_dir=row_dir,
                              progress=progress)
             codes[row.key] = provenance.code_version()
-            (row_dir / "row.json").write_text(json.dumps({**identity, "code": codes[row.key]},
-                                                         indent=2))
+            if main:
+                (row_dir / "row.json").write_text(
+                    json.dumps({**identity, "code": codes[row.key]}, indent=2))
         produced[row.key] = sorted(result.final)
         for col in spec.columns:
             if col.metric not in result.final:
@@ -407,7 +422,8 @@ def _run_rows(spec, out_dir: pathlib.Path, *, quick, seeds, rows, resume, stamp,
                 over = result.stderr_over or "the runner's own estimate (see its documentation)"
             cells[(row.key, col.key)] = Cell(float(mean), float(se), n, over)
         # The table so far, so an interrupted run still leaves its finished rows readable.
-        _write_table(out_dir, _judged(spec, quick, cells, codes))
+        if main:
+            _write_table(out_dir, _judged(spec, quick, cells, codes))
     for col in spec.columns:
         if produced and not any((r, col.key) in cells for r in produced):
             raise ConfigError(
@@ -415,6 +431,8 @@ def _run_rows(spec, out_dir: pathlib.Path, *, quick, seeds, rows, resume, stamp,
                 f"produces; the rows produce {sorted(set().union(*produced.values()))}."
             )
     bt = _judged(spec, quick, cells, codes)
+    if not main:
+        return out_dir, bt
     _write_table(out_dir, bt)
     tb = TensorBoardWriter(out_dir / "tb")
     tb.text(f"tables/{spec.name}", bt.markdown)
