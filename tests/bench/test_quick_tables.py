@@ -13,7 +13,8 @@ from mtrlrec.bench.runner import run_table
 from mtrlrec.core.errors import ConfigError
 
 TABLES = ["chapelle_li", "sutton_barto_param_study", "recsim_fidelity", "obd_ope",
-          "wheel_bandit", "pricing_ads", "mmoe_synthetic", "movielens_next_item"]
+          "wheel_bandit", "pricing_ads", "mmoe_synthetic", "movielens_next_item",
+          "topk_correction"]
 
 
 def _movielens_available() -> bool:
