@@ -187,11 +187,17 @@ def test_a_process_that_dies_stops_the_others_with_one_line(tmp_path):
     (["--num-processes", "2", "--process-id", "0"], "missing: --coordinator (or "
                                                     "MTRLREC_COORDINATOR)"),
 ])
-def test_bad_distributed_flags_are_one_line(tmp_path, args, needle):
+def test_bad_distributed_flags_are_one_line(tmp_path, capsys, monkeypatch, args, needle):
+    """Checked before jax.distributed starts, so in this process."""
+    from mtrlrec import cli
+
+    monkeypatch.setenv("JAX_NUM_CPU_DEVICES", "1")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", _env()["JAX_COMPILATION_CACHE_DIR"])
     (tmp_path / "exp.gin").write_text(EXPERIMENT)
-    rc, _, err = _finish(_start(["run", "exp.gin", "--out", "r", *args], cwd=tmp_path))
+    rc = cli.main(["run", str(tmp_path / "exp.gin"), "--out", str(tmp_path / "r"), *args])
+    err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err, err
-    assert needle in err.strip().splitlines()[-1], err
+    assert err.count("\n") == 1 and needle in err, err
     assert not (tmp_path / "r").exists()
 
 
