@@ -53,6 +53,16 @@ class ChoiceModel:
     def check_scores_bound(self, max_abs_score: float, name: str) -> None:
         """Raises ``ConfigError`` if scores up to ``max_abs_score`` give invalid probabilities."""
 
+    def weights(self, scores: jax.Array, params) -> tuple[jax.Array, jax.Array]:
+        r"""Item and no-click weights ``(v [..., m], v_null [...])`` of a *conditional*
+        choice model, :math:`P(i \mid A) = v_i / (v_\varnothing + \sum_{j \in A} v_j)`
+        (SlateQ, Ie et al. 2019, §3), which SlateQ's slate decomposition assumes.
+        Models whose outcome depends on the order of the slate have none."""
+        raise ConfigError(
+            f"{type(self).__name__} is not a conditional choice model (the probability of a "
+            "click depends on the slate's order); SlateQ needs MultinomialProportional or "
+            "MultinomialLogit as the agent's choice model.")
+
 
 @gin.configurable
 class MultinomialProportional(ChoiceModel):
@@ -83,6 +93,11 @@ class MultinomialProportional(ChoiceModel):
     def item_utility(self, score, params):
         return score - params.min_normalizer
 
+    def weights(self, scores, params):
+        v = jnp.maximum(scores - params.min_normalizer, 0.0)
+        null = jnp.maximum(params.no_click_mass - params.min_normalizer, 0.0)
+        return v, jnp.broadcast_to(jnp.asarray(null, jnp.float32), scores.shape[:-1])
+
     def check_scores_bound(self, max_abs_score, name):
         if -max_abs_score - self.min_normalizer < -1e-6:
             raise ConfigError(
@@ -111,6 +126,13 @@ class MultinomialLogit(ChoiceModel):
     def probabilities(self, scores, params):
         logits = jnp.append(scores, params.no_click_mass) / params.temperature
         return jax.nn.softmax(logits)
+
+    def weights(self, scores, params):
+        # exp(logit - c) with one shift c per slate: the ratios are those of the model.
+        null = jnp.broadcast_to(jnp.asarray(params.no_click_mass, jnp.float32), scores.shape[:-1])
+        c = jnp.maximum(jnp.max(scores, -1), null)[..., None]
+        v = jnp.exp((scores - c) / params.temperature)
+        return v, jnp.exp((null - c[..., 0]) / params.temperature)
 
 
 @gin.configurable

@@ -8,6 +8,9 @@ r"""Output heads that agents put on top of encoders.
   softmax recommendation strategies.
 * :class:`BanditMLP`: a ReLU torso (``encoder``) with a linear head per arm, the
   network of the neural bandits (Riquelme et al., ICLR 2018, §3).
+* :class:`ItemwiseQ`: item-wise, per-task Q-values ``Q_t(s, i)`` of every
+  candidate from ``[user; item]`` through an MLP, shared-bottom or MMoE torso
+  (the networks of the recommendation DQN and SlateQ agents).
 * :class:`SlateItemQ`: the item-wise Q head of SlateQ (Ie et al., IJCAI 2019,
   §4, Eq. 3–4): ``Q̄(s, i) = MLP([s; e_i])`` for every candidate i, from which
   the slate value ``Q(s, A) = Σ_{i∈A} P(i | s, A) Q̄(s, i)`` is formed by the agent.
@@ -23,6 +26,9 @@ import jax.numpy as jnp
 
 from mtrlrec.core.errors import ConfigError
 from mtrlrec.models.encoders import MLP
+from mtrlrec.models.multitask import MixtureOfExperts, SharedBottom
+
+TORSOS = ("mlp", "shared_bottom", "mmoe")
 
 
 class QHeads(nn.Module):
@@ -115,3 +121,43 @@ class BanditMLP(nn.Module):
     def __call__(self, x):
         z = MLP(hidden=self.hidden_sizes, act="relu", name="encoder")(x)
         return z, nn.Dense(self.num_arms, name="head")(z)
+
+
+class ItemwiseQ(nn.Module):
+    r"""Item-wise, per-task Q-values: ``user [..., D_u]``, ``items [..., m, D_i]`` -> ``[..., m, T]``.
+
+    Every candidate is scored from :math:`x_i = [u; d_i]` by one network
+    (RecSim's SlateQ network is the ``'mlp'`` torso with ``hidden = (256, 32)``):
+
+    * ``'mlp'``: :math:`Q(x_i) = W \, \mathrm{MLP}(x_i) + b \in \mathbb R^T`, the tasks
+      sharing every hidden layer;
+    * ``'shared_bottom'``: a shared bottom of ``hidden[:-1]`` and a tower of
+      ``hidden[-1]`` units per task (:class:`~mtrlrec.models.multitask.SharedBottom`);
+    * ``'mmoe'``: ``num_experts`` experts of ``hidden[:-1]`` units, a gate per
+      task and towers of ``hidden[-1]`` (Ma et al., KDD 2018, Eq. 6–7).
+    """
+
+    hidden: Sequence[int] = (256, 32)
+    num_tasks: int = 1
+    torso: str = "mlp"
+    num_experts: int = 4
+
+    @nn.compact
+    def __call__(self, user: jax.Array, items: jax.Array) -> jax.Array:
+        u = jnp.broadcast_to(user[..., None, :], items.shape[:-1] + user.shape[-1:])
+        x = jnp.concatenate([u, items], -1)
+        if self.torso == "mlp":
+            return MLP(tuple(self.hidden), output=self.num_tasks, name="mlp")(x)
+        lead, flat = x.shape[:-1], x.reshape(-1, x.shape[-1])
+        if len(self.hidden) < 2:
+            raise ConfigError(f"ItemwiseQ: the {self.torso!r} torso needs at least two hidden "
+                              f"sizes (bottom or experts, then towers), got {tuple(self.hidden)}.")
+        if self.torso == "shared_bottom":
+            net = SharedBottom(self.num_tasks, tuple(self.hidden[:-1]), (self.hidden[-1],), 1,
+                               name="shared_bottom")
+        elif self.torso == "mmoe":
+            net = MixtureOfExperts(self.num_tasks, self.num_experts, tuple(self.hidden[:-1]),
+                                   (self.hidden[-1],), True, 1, name="mmoe")
+        else:
+            raise ConfigError(f"ItemwiseQ.torso must be one of {TORSOS}, got {self.torso!r}.")
+        return net(flat)[..., 0].reshape(lead + (self.num_tasks,))

@@ -78,13 +78,19 @@ def summarize(stats: dict[str, np.ndarray]) -> dict[str, tuple[float, float]]:
 
 
 @gin.configurable
-def episode_summary(out: loop.LoopOutput, env: Environment) -> Result:
-    """RecSim's episode statistics of an evaluation-only run.
+def episode_summary(out: loop.LoopOutput, env: Environment, se_over: str = "auto") -> Result:
+    """RecSim's episode statistics of the last evaluation (one episode per user).
 
     ``final[m]`` holds the per-seed mean over its users ``[S]`` (pooled ratios
-    for ``ctr`` and ``avg_quality``); ``stderr[m]`` the standard error over all
-    ``S × num_envs`` independent episodes.
+    for ``ctr`` and ``avg_quality``). ``stderr[m]`` is the standard error over
+    all ``S × users`` independent episodes (``se_over = 'episodes'``), or over
+    the seeds' means (``'seeds'``): a learner trained per seed varies from seed
+    to seed more than its users do, so ``'auto'`` takes seeds when the run
+    trained and has at least 2 seeds, episodes otherwise.
     """
+    if se_over not in ("auto", "episodes", "seeds"):
+        raise ConfigError(f"episode_summary.se_over must be 'auto', 'episodes' or 'seeds', "
+                          f"got {se_over!r}.")
     per_user = user_episode_stats(out)  # [S, N]
     if per_user["episode_return"].ndim != 2:
         raise ConfigError("episode_summary does not take a hyperparameter sweep "
@@ -98,13 +104,24 @@ def episode_summary(out: loop.LoopOutput, env: Environment) -> Result:
     for name, num, den in POOLED:
         final[name] = per_user[num].sum(1) / np.maximum(per_user[den].sum(1), 1e-12)
         stderr[name] = np.asarray(summary[name][1])
+    seeds = per_user["episode_return"].shape[0]
+    if se_over == "auto":
+        se_over = "seeds" if seeds >= 2 and len(out.steps) and out.steps[-1] > 0 else "episodes"
+    if se_over == "seeds":
+        if seeds < 2:
+            raise ConfigError("episode_summary.se_over = 'seeds' needs at least 2 seeds (--seeds).")
+        # The run's own mean ± SE over seeds of ``final`` (no stderr of ours).
+        summary = {k: (float(v.mean()), float(v.std(ddof=1) / np.sqrt(seeds)))
+                   for k, v in final.items()}
+        stderr = {}
     rows = "\n".join(f"| {k} | {m:.4f} | {s:.4f} |" for k, (m, s) in summary.items())
     episodes = flat["episode_return"].size
     table = ("| statistic | mean | SE |\n|---|---|---|\n" + rows +
              f"\n\n{episodes} episodes, {flat['episode_length'].sum():.0f} user-steps.")
     return Result(final=final, stderr=stderr, primary=None,
                   tables={"Episode statistics": table},
-                  stderr_over="episodes (seeds × users, one episode each)")
+                  stderr_over=("" if se_over == "seeds" else
+                               "episodes (seeds × users, one episode each)"))
 
 
 def evaluate_episodes(env: Environment, agent: Agent, *, num_users: int, seed: int = 0,

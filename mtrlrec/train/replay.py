@@ -371,3 +371,22 @@ def sample_n_step(
     """
     slot, env = _draw(buf, key, batch_size, n)
     return n_step_at(buf, slot, env, n, gamma)
+
+
+@functools.partial(jax.jit, static_argnames=("batch_size", "n"))
+def sample_windows(buf: ReplayBuffer, key: PRNGKey, batch_size: int, n: int) -> Experience:
+    """``batch_size`` windows of ``n`` consecutive stored steps of one user each.
+
+    Uniform with replacement over complete windows, as :func:`sample_n_step`,
+    but raw: leaves are ``[batch_size, n, ...]`` and episode ends inside a
+    window are left to the caller. SARSA reads the next action this way
+    (``n = 2``: ``window.action[:, 1]`` is ``a_{t+1}``, valid where step ``t``
+    did not end its episode).
+    """
+    n = check_int("window n", n, min_value=1)
+    if n > buf.capacity:
+        raise ValueError(f"window n={n} exceeds the replay capacity {buf.capacity}.")
+    slot, env = _draw(buf, key, batch_size, n)
+    first = _physical(buf, slot)
+    window = (first[:, None] + jnp.arange(n, dtype=jnp.int32)) % buf.capacity  # [B, n]
+    return jax.tree.map(lambda x: x[window, env[:, None]], buf.data)

@@ -214,3 +214,16 @@ def test_bad_items_are_named():
         replay.add_batch(buf, step_items(0)._replace(action=jnp.zeros((2, 3), jnp.int32)))
     with pytest.raises(TypeError, match=r"\.action.*float32"):
         replay.add_batch(buf, step_items(0)._replace(action=jnp.zeros((2, 2))))
+
+
+def test_sample_windows_are_consecutive_steps_of_one_user_across_the_ring_end():
+    buf = replay.init(4, EXAMPLE, num_envs=2)
+    for t in range(6):  # steps 2..5 kept, step 4 in physical slot 0
+        buf = replay.add_batch(buf, step_items(t))
+    w = replay.sample_windows(buf, jax.random.PRNGKey(0), 200, 2)
+    steps = np.asarray(w.obs["step"])  # [200, 2]
+    assert steps.shape == (200, 2)
+    np.testing.assert_array_equal(steps[:, 1], steps[:, 0] + 10)  # next step, same user
+    # Starts: steps 2..4 of either user (step 5 has no successor yet).
+    assert sorted(set(steps[:, 0].tolist())) == [20, 21, 30, 31, 40, 41]
+    np.testing.assert_array_equal(w.action[:, 1, 1], steps[:, 1] // 10 + steps[:, 1] % 10)
