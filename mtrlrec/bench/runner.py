@@ -121,7 +121,8 @@ def evaluate_check(check: spec_lib.Check, cells, refs, quick: bool) -> str:
         "len": len,
     }
     try:
-        return "pass" if bool(eval(check.expr, {"__builtins__": {}}, ns)) else "fail"  # noqa: S307
+        # One namespace as globals, so generator expressions in a check see mean/se too.
+        return "pass" if bool(eval(check.expr, {"__builtins__": {}, **ns})) else "fail"  # noqa: S307
     except KeyError:
         return "not run"
     except Exception as e:  # noqa: BLE001
