@@ -208,3 +208,30 @@ def test_seeds_that_do_not_divide_over_the_devices(work):
         assert rc == 2, err
         assert "--seeds 3 cannot be split evenly over the 4 devices of the 2 processes" in err
     assert not (work / "odd").exists()
+
+
+# --------------------------------------------------------------------------------------
+# benchmarks/perf/device.sh: the accelerator script degrades gracefully on a CPU.
+
+DEVICE_SH = REPO / "benchmarks" / "perf" / "device.sh"
+
+
+def test_device_script_without_an_accelerator_says_so():
+    proc = subprocess.run(["bash", str(DEVICE_SH)], capture_output=True, text=True,
+                          timeout=TIMEOUT, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    assert "no accelerator here (JAX backend: cpu)" in proc.stdout
+    assert "--tiny" in proc.stdout
+
+
+@pytest.mark.slow
+def test_device_script_cpu_path(tmp_path):
+    """The whole GPU path (every script, one table) at the smallest sizes on a CPU."""
+    env = {**_env(), "OUT": str(tmp_path), "BUDGET": "900"}
+    proc = subprocess.run(["bash", str(DEVICE_SH), "--tiny"], capture_output=True, text=True,
+                          timeout=1000, env=env)
+    assert proc.returncode == 0, proc.stderr
+    rows = [l for l in proc.stdout.splitlines() if l.startswith("| ") and ".py" in l]
+    scripts = sorted(p.name for p in DEVICE_SH.parent.glob("*.py") if p.name != "timing.py")
+    assert sorted(r.split("|")[1].strip() for r in rows) == scripts
+    assert all("| ok |" in r or "skipped" in r for r in rows), proc.stdout
