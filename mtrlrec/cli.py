@@ -255,6 +255,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(file=sys.stderr)
+        if not sharding.is_main():
+            print(f"mtrlrec: process {sharding.process_index()} interrupted with the others; "
+                  "process 0 says where the run is kept.", file=sys.stderr)
+            return 130
         if started and started[-1].exists():
             again = (f"mtrlrec run --resume {started[-1]}" if args.command == "run" else
                      f"mtrlrec bench {args.table}{' --quick' if args.quick else ''} "

@@ -179,6 +179,23 @@ def test_a_process_that_dies_stops_the_others_with_one_line(tmp_path):
     assert "Traceback" not in err
 
 
+@pytest.mark.slow  # ~20-40 s; the default suite has the bit-identity test of a run
+def test_a_table_on_two_processes_equals_the_table_on_one(tmp_path):
+    """``mtrlrec bench bandit_analytic --quick`` (one row, 4 seeds, so it stays seconds):
+    the same table.csv, byte for byte; process 0 alone wrote the table."""
+    bench = ["bench", "bandit_analytic", "--quick", "--rows", "oracle", "--seeds", 4,
+             "--no-progress"]
+    rc, _, err = one([*bench, "--out", tmp_path / "one"], cwd=REPO)
+    assert rc == 0, err
+    results = processes([*bench, "--out", tmp_path / "two"], cwd=REPO)
+    for rc, _, err in results:
+        assert rc == 0, err
+    assert "process 1: done" in results[1][1]
+    a = (tmp_path / "one" / "table.csv").read_text()
+    assert a == (tmp_path / "two" / "table.csv").read_text()
+    assert "oracle,regret,cumulative_regret" in a
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"],
      "--process-id=2 must be below --num-processes=2"),
