@@ -47,7 +47,7 @@ args() {  # script mode
     loop.py:gpu) echo "--seeds 100000 --steps 10000 --numpy-steps 100" ;;
     loop.py:tiny) echo "--seeds 8 --steps 200 --numpy-steps 20" ;;
     meta.py:gpu) echo "--tasks 4096 --repeats 2" ;;
-    meta.py:tiny) echo "--tasks 4 --steps 40 --epochs 1 --repeats 1 --hidden 8" ;;
+    meta.py:tiny) echo "--tasks 4 --steps 80 --epochs 1 --repeats 1 --hidden 8" ;;
     sasrec_epoch.py:gpu) echo "--device gpu --steps 5" ;;
     sasrec_epoch.py:tiny) echo "--steps 1 --strides 50 --batch 8" ;;
     slate_sim.py:gpu) echo "--users 1000 100000 1000000 --user-steps 100000000 --recsim-steps 0" ;;
@@ -91,9 +91,11 @@ for name in "${SCRIPTS[@]}"; do
     124) status="timed out (${share} s)" ;;
     *) status="failed (exit $rc)" ;;
   esac
-  # The script's headline: its last table row, else its last line.
-  head="$(grep '^|' "$OUT/$name.txt" | grep -v '^|---' | tail -n 1)"
-  [ -z "$head" ] && head="$(grep -v '^\s*$' "$OUT/$name.txt" | tail -n 1)"
+  # The script's headline: its last line with a rate (…/s, s/epoch) or a ratio row,
+  # else its last table row, else its last line.
+  head="$(grep -E '[0-9].*(/s|/epoch|s/epoch|ratio)' "$OUT/$name.txt" | grep -v '^(' | tail -n 1)"
+  [ -z "$head" ] && head="$(grep '^|' "$OUT/$name.txt" | grep -v '^|---' | tail -n 1)"
+  [ -z "$head" ] && head="$(grep -v '^\s*$' "$OUT/$name.txt" | grep -v '^(' | tail -n 1)"
   head="$(echo "$head" | tr '|' '/' | cut -c1-160)"
   ROWS+=("| $name | $status | $dt | $head |")
 done
