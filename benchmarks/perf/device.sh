@@ -11,7 +11,7 @@
 # accelerator (and without --tiny/--cpu) it says so and exits 0: the figures of this
 # script are accelerator figures. Full outputs go to $OUT (default: a temporary folder).
 # GPU targets (issue 20): UCB1 >= 1e9 pulls/s (bandits.py), the slate simulator >= 1e8
-# user-steps/s (slate_sim.py). Install the accelerator build with: pip install -e ".[cuda]"
+# user-steps/s (slate_sim.py), the Chapelle & Li rows at T = 10^7 in minutes (last rows). Install the accelerator build with: pip install -e ".[cuda]"
 set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 MODE=gpu
@@ -69,6 +69,8 @@ done
 START=$(date +%s)
 ROWS=()
 left=${#SCRIPTS[@]}
+# The two Chapelle & Li rows at the end get their shares too.
+if [ -z "${ONLY:-}" ] || [[ ",$ONLY," == *",chapelle_li,"* ]]; then left=$((left + 2)); fi
 for name in "${SCRIPTS[@]}"; do
   a="$(args "$name" "$MODE")"
   if [ "$a" = SKIP ]; then
@@ -99,6 +101,28 @@ for name in "${SCRIPTS[@]}"; do
   head="$(echo "$head" | tr '|' '/' | cut -c1-160)"
   ROWS+=("| $name | $status | $dt | $head |")
 done
+# The Chapelle & Li target (T = 10^7 in minutes): the UCB1 and Thompson-sampling rows
+# of the table, 100 runs each, as `mtrlrec run` runs them (one compiled call per row).
+if [ -z "${ONLY:-}" ] || [[ ",$ONLY," == *",chapelle_li,"* ]]; then
+  if [ "$MODE" = tiny ]; then T=1_000; LOG=100; SEEDS=2; else T=10_000_000; LOG=100_000; SEEDS=100; fi
+  for row in ucb1 ts; do
+    spent=$(( $(date +%s) - START ))
+    share=$(( (BUDGET - spent) / (left > 0 ? left : 1) ))
+    left=$((left - 1))
+    if [ "$share" -lt 5 ]; then
+      ROWS+=("| chapelle_li $row, T = $T | not run (budget of ${BUDGET} s spent) | 0 | |"); continue
+    fi
+    t0=$(date +%s)
+    timeout "$share" "$PY" -m mtrlrec run "$HERE/../../experiments/bandits/chapelle_li_$row.gin" \
+      --gin_param "OnlineRunner.num_steps = $T" --gin_param "OnlineRunner.log_every = $LOG" \
+      --seeds "$SEEDS" --no-progress --out "$OUT/chapelle_li_$row" > "$OUT/chapelle_li_$row.txt" 2>&1
+    rc=$?
+    dt=$(( $(date +%s) - t0 ))
+    case $rc in 0) status=ok ;; 124) status="timed out (${share} s)" ;; *) status="failed (exit $rc)" ;; esac
+    head="$(grep -E '^\| cumulative_regret' "$OUT/chapelle_li_$row.txt" | head -n 1 | tr '|' '/')"
+    ROWS+=("| chapelle_li $row, T = $T, $SEEDS runs | $status | $dt | $head |")
+  done
+fi
 echo
 echo "perf scripts on $BACKEND ($MODE mode, $(( $(date +%s) - START )) s of a ${BUDGET} s budget; full outputs in $OUT)"
 echo
