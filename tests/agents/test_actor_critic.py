@@ -102,3 +102,13 @@ def test_ppo_multitask_slates_one_user_and_many():
                    num_envs=1, log_every=8)
     assert one.carry.agent_state.rollout.rewards.shape == (1, 4, 1, 1)
     assert np.isfinite(one.metrics["agent/loss"]).all()
+
+
+def test_a_diverging_run_stops_naming_seed_and_step():
+    """A learning rate of 1e30 sends the logits to inf: the engine stops with one line."""
+    env = BernoulliBandit(num_arms=3, means=[0.1, 0.5, 0.9])
+    agent = A2C(rollout_length=2, learning_rate=1e30, max_grad_norm=1e30, gamma=0.0)
+    with pytest.raises(loop.Diverged) as e:
+        loop.run(env, agent, num_steps=40, num_seeds=2, num_envs=2, log_every=4)
+    msg = str(e.value).splitlines()[0]
+    assert "seed" in msg and "step" in msg, msg
