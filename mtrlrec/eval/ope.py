@@ -25,6 +25,16 @@ and :math:`\hat q^{\pi}_i = \sum_a \pi_e(a \mid x_i, k_i)\, \hat q(x_i, a, k_i)`
 * SNDR: :math:`\hat V_{DM} + \sum_i w_i (r_i - \hat q_i) / \sum_i w_i`
 * Switch-DR (Wang, Agarwal & Dudík ICML 2017 §4.1):
   :math:`\frac1n \sum_i [\hat q^{\pi}_i + w_i \mathbb{1}[w_i \le \tau] (r_i - \hat q_i)]`
+* DR-os, DR with optimistic shrinkage (Su, Dimakopoulou, Krishnamurthy & Dudík,
+  ICML 2020 §3): DR with :math:`w_i` replaced by :math:`\lambda w_i / (w_i^2 + \lambda)`
+  (:math:`\lambda = 0`: DM; :math:`\lambda \to \infty`: DR);
+* DR with pessimistic shrinkage (Su et al. 2020 §3, clipping): DR with
+  :math:`\min(w_i, \lambda)`.
+
+obp 0.4.1's defaults are :math:`\tau = 1` (``SwitchDoublyRobust``) and
+:math:`\lambda = 0` (``DoublyRobustWithShrinkage``); :func:`obp_estimators`
+lists those and a grid of larger values (one name per setting, estimated by
+:func:`estimate_specs`).
 
 IPS and DR are unbiased when :math:`\pi_b` covers :math:`\pi_e` (every action
 with :math:`\pi_e > 0` has :math:`\pi_b > 0`) and no clipping is applied; DR
@@ -42,6 +52,7 @@ All estimators accept ``sample_weight`` (counts), so a bootstrap is one
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import NamedTuple
 
@@ -52,12 +63,8 @@ import numpy as np
 
 from mtrlrec.core.errors import ConfigError, check_float, check_int
 
-ESTIMATORS = ("ipw", "snipw", "dm", "dr", "sndr", "switch_dr")
+ESTIMATORS = ("ipw", "snipw", "dm", "dr", "sndr", "switch_dr", "dr_os")
 """Names of the estimators returned by :func:`estimate` (in this order)."""
-
-
-class OPESupportWarning(UserWarning):
-    """The evaluation policy puts mass on actions the behaviour policy never takes."""
 
 
 @flax.struct.dataclass
@@ -79,115 +86,10 @@ class OPEInputs:
     position: jax.Array
 
 
-# ---------------------------------------------------------------------------
-# validation (host side, before compilation)
-
-
-def check_logged(
-    action,
-    reward,
-    pscore,
-    position=None,
-    *,
-    num_actions: int,
-    num_positions: int = 1,
-    name: str = "logged data",
-) -> None:
-    """Validates a log on the host; raises :class:`ConfigError` naming the first bad row.
-
-    Checks: equal lengths, actions in ``0 .. num_actions-1``, positions in
-    ``0 .. num_positions-1``, propensities in (0, 1], finite rewards.
-    """
-    action = np.asarray(action)
-    pscore = np.asarray(pscore)
-    reward = np.asarray(reward)
-    n = action.shape[0] if action.ndim else 0
-    if action.ndim != 1 or pscore.shape != (n,) or reward.shape[:1] != (n,):
-        raise ConfigError(
-            f"{name}: action [n], pscore [n] and reward [n, ...] must share n, got shapes "
-            f"{action.shape}, {pscore.shape}, {reward.shape}."
-        )
-    bad = np.flatnonzero((action < 0) | (action >= num_actions))
-    if bad.size:
-        raise ConfigError(
-            f"{name}: row {bad[0]}: action {action[bad[0]]} outside the item range 0..{num_actions - 1}."
-        )
-    bad = np.flatnonzero(~(pscore > 0) | ~(pscore <= 1))
-    if bad.size:
-        raise ConfigError(
-            f"{name}: row {bad[0]}: propensity {pscore[bad[0]]} must be in (0, 1] "
-            "(0 or negative propensities make importance weights undefined)."
-        )
-    if not np.all(np.isfinite(reward)):
-        bad = np.flatnonzero(~np.all(np.isfinite(reward.reshape(n, -1)), axis=1))
-        raise ConfigError(f"{name}: row {bad[0]}: reward must be finite.")
-    if position is not None:
-        position = np.asarray(position)
-        if position.shape != (n,):
-            raise ConfigError(f"{name}: position must have shape ({n},), got {position.shape}.")
-        bad = np.flatnonzero((position < 0) | (position >= num_positions))
-        if bad.size:
-            raise ConfigError(
-                f"{name}: row {bad[0]}: position {position[bad[0]]} outside 0..{num_positions - 1}."
-            )
-
-
-def check_action_dist(action_dist, *, name: str = "evaluation policy", atol: float = 1e-4) -> None:
-    """Checks ``action_dist [n, A, P]``: non-negative, sums to 1 over actions for every (row, position).
-
-    Raises:
-      ConfigError: naming the first row/position whose distribution is invalid.
-    """
-    d = np.asarray(action_dist, np.float64)
-    if d.ndim != 3:
-        raise ConfigError(f"{name}: action_dist must have shape [n, num_actions, num_positions], got {d.shape}.")
-    if np.any(~np.isfinite(d)) or np.any(d < 0):
-        i = np.argwhere(~np.isfinite(d) | (d < 0))[0]
-        raise ConfigError(f"{name}: action_dist[{i[0]}, {i[1]}, {i[2]}] = {d[tuple(i)]} is not a probability.")
-    s = d.sum(axis=1)
-    bad = np.argwhere(np.abs(s - 1.0) > atol)
-    if bad.size:
-        i, k = bad[0]
-        raise ConfigError(
-            f"{name}: action distribution at row {i}, position {k} sums to {s[i, k]:.6f}, not 1."
-        )
-
-
-def unsupported_mass(action_dist, behavior_dist) -> float:
-    """Share of :math:`\\pi_e`'s mass on actions with :math:`\\pi_b = 0`, averaged over rows and positions.
-
-    Args:
-      action_dist: ``[n, A, P]`` (or ``[A, P]``) evaluation policy.
-      behavior_dist: same shape (broadcastable), behaviour policy.
-    """
-    e = np.asarray(action_dist, np.float64)
-    b = np.asarray(behavior_dist, np.float64)
-    return float(np.mean(np.sum(np.where(np.broadcast_to(b, e.shape) <= 0, e, 0.0), axis=-2)))
-
-
-def check_support(action_dist, behavior_dist, *, name: str = "evaluation policy", tol: float = 1e-9) -> float:
-    """Warns (:class:`OPESupportWarning`) when :math:`\\pi_e` puts mass where :math:`\\pi_b` has none.
-
-    Without support, IPS, SNIPS, DR, SNDR and switch-DR are biased: the
-    unsupported actions are never logged, so their reward never enters the
-    weighted terms (IPS and DR miss exactly :math:`\\mathbb{E}[\\sum_{a:\\pi_b=0}
-    \\pi_e(a) q(x,a)]`; the self-normalised ones renormalise over the supported
-    part). Only DM, whose reward model extrapolates, can account for them, and
-    only as well as the model does.
-
-    Returns:
-      The unsupported share (0 when fully supported).
-    """
-    share = unsupported_mass(action_dist, behavior_dist)
-    if share > tol:
-        warnings.warn(
-            f"{name} puts {100 * share:.2f}% of its mass on actions the behaviour policy never "
-            "takes: IPS, SNIPS, DR, SNDR and switch-DR are biased (they cannot see those "
-            "actions' rewards); DM is unbiased only if its reward model is right there.",
-            OPESupportWarning,
-            stacklevel=2,
-        )
-    return share
+# validation (host side, before compilation) lives in ope_checks.py
+from mtrlrec.eval.ope_checks import (  # noqa: E402,F401
+    OPESupportWarning, check_action_dist, check_logged, check_slate_log, check_support,
+    unsupported_mass)
 
 
 # ---------------------------------------------------------------------------
@@ -199,7 +101,7 @@ def _expand(w, like):
 
 
 def importance_weights(action_dist, action, position, pscore) -> jax.Array:
-    """:math:`w_i = \\pi_e(a_i \\mid x_i, k_i) / p_i`.
+    r""":math:`w_i = \\pi_e(a_i \\mid x_i, k_i) / p_i`.
 
     Args:
       action_dist: ``[n, A, P]``; action, position: ``[n]`` int; pscore: ``[n]``.
@@ -254,6 +156,7 @@ def estimate(
     sample_weight: jax.Array | None = None,
     clip: float | jax.Array = jnp.inf,
     switch_tau: float | jax.Array = jnp.inf,
+    shrink_lambda: float | jax.Array = jnp.inf,
 ) -> dict[str, jax.Array]:
     """Every estimator of :data:`ESTIMATORS` (equations in the module docstring).
 
@@ -286,14 +189,89 @@ def estimate(
         "dr": dm + jnp.sum(cw * resid, axis=0) / total,
         "sndr": dm + jnp.sum(cw * resid, axis=0) / total_w,
         "switch_dr": dm + jnp.sum(switch * resid, axis=0) / total,
+        "dr_os": dm + jnp.sum(_expand(c * shrink_weights(w, shrink_lambda), r) * resid, axis=0) / total,
     }
+
+
+def shrink_weights(w, lam):
+    r"""Optimistic shrinkage :math:`\lambda w / (w^2 + \lambda)` (Su et al. 2020 §3).
+
+    :math:`\lambda = 0` gives 0 for every weight, the limit of the formula (obp
+    0.4.1 computes 0/0 = NaN there when some :math:`w_i = 0`); :math:`\lambda =
+    \infty` gives :math:`w`.
+    """
+    w = jnp.asarray(w, jnp.float32)
+    lam = jnp.asarray(lam, jnp.float32)
+    safe = jnp.where(jnp.isinf(lam) | (lam <= 0), 1.0, lam)
+    shrunk = safe * w / (w * w + safe)
+    return jnp.where(jnp.isinf(lam), w, jnp.where(lam <= 0, 0.0, shrunk))
+
+
+class EstimatorSpec(NamedTuple):
+    """One estimator setting of a table: ``kind`` in :data:`ESTIMATORS` or ``'dr_clip'``, ``param`` its τ or λ."""
+
+    name: str
+    kind: str
+    param: float
+    label: str
+
+
+def obp_estimators(
+    switch_taus=(1.0, 10.0, 100.0, 1000.0),
+    os_lambdas=(0.0, 1.0, 100.0, 10_000.0),
+    clip_lambdas=(10.0, 100.0, 1000.0),
+) -> tuple[EstimatorSpec, ...]:
+    """The estimators of obp 0.4.1 with its defaults first (switch-DR τ = 1, DR-os λ = 0), then a grid.
+
+    Names are ``ipw, snipw, dm, dr, sndr``, ``switch_dr_t<τ>``, ``dr_os_l<λ>`` and
+    ``dr_clip_l<λ>`` (integers as written; DR with clipped weights is Su et al.'s
+    pessimistic shrinkage, obp's ``DoublyRobust`` has no clipping in 0.4.1).
+    """
+    def fmt(v):
+        return f"{v:g}".replace("+", "")
+
+    out = [EstimatorSpec("ipw", "ipw", math.inf, "IPW"),
+           EstimatorSpec("snipw", "snipw", math.inf, "SNIPW"),
+           EstimatorSpec("dm", "dm", math.inf, "DM"),
+           EstimatorSpec("dr", "dr", math.inf, "DR"),
+           EstimatorSpec("sndr", "sndr", math.inf, "SNDR")]
+    for t in switch_taus:
+        t = check_float("switch_tau", t, low=0.0)
+        out.append(EstimatorSpec(f"switch_dr_t{fmt(t)}", "switch_dr", t,
+                                 f"Switch-DR (τ={fmt(t)}{', obp default' if t == 1.0 else ''})"))
+    for lam in os_lambdas:
+        lam = check_float("shrink_lambda", lam, low=0.0)
+        out.append(EstimatorSpec(f"dr_os_l{fmt(lam)}", "dr_os", lam,
+                                 f"DR-os (λ={fmt(lam)}{', obp default' if lam == 0.0 else ''})"))
+    for lam in clip_lambdas:
+        lam = check_float("clip", lam, low=0.0, low_open=True)
+        out.append(EstimatorSpec(f"dr_clip_l{fmt(lam)}", "dr_clip", lam, f"DR, weights clipped at λ={fmt(lam)}"))
+    return tuple(out)
+
+
+def estimate_specs(inputs: OPEInputs, specs, *, sample_weight: jax.Array | None = None) -> dict[str, jax.Array]:
+    """Estimates for every :class:`EstimatorSpec` (name -> ``R...``); traceable (bootstrap-friendly)."""
+    base = estimate(inputs, sample_weight=sample_weight)
+    out = {}
+    for sp in specs:
+        if sp.kind in ("ipw", "snipw", "dm", "dr", "sndr"):
+            out[sp.name] = base[sp.kind]
+        elif sp.kind == "switch_dr":
+            out[sp.name] = estimate(inputs, sample_weight=sample_weight, switch_tau=sp.param)["switch_dr"]
+        elif sp.kind == "dr_os":
+            out[sp.name] = estimate(inputs, sample_weight=sample_weight, shrink_lambda=sp.param)["dr_os"]
+        elif sp.kind == "dr_clip":
+            out[sp.name] = estimate(inputs, sample_weight=sample_weight, clip=sp.param)["dr"]
+        else:
+            raise ConfigError(f"estimator kind must be one of {ESTIMATORS + ('dr_clip',)}, got {sp.kind!r}.")
+    return out
 
 
 def estimate_by_position(
     inputs: OPEInputs, num_positions: int, *, clip=jnp.inf, switch_tau=jnp.inf,
     sample_weight: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
-    """Per-position estimates :math:`\\hat V_k` (rows with :math:`k_i = k` only).
+    r"""Per-position estimates :math:`\\hat V_k` (rows with :math:`k_i = k` only).
 
     Under the item-position model the value of a slate is the sum of its
     positions' values, :math:`V(\\text{slate}) = \\sum_k V_k` (Li et al. 2018 §3),
@@ -460,192 +438,11 @@ def make_inputs_context_free(policy, action, position, pscore, reward, q_table=N
     )
 
 
-# ---------------------------------------------------------------------------
-# a simple reward model
-
-
-def empirical_reward_model(
-    action,
-    position,
-    reward,
-    *,
-    num_actions: int,
-    num_positions: int = 1,
-    prior_strength: float = 10.0,
-    fold: jax.Array | None = None,
-    num_folds: int = 1,
-    return_table: bool = False,
-    sample_weight: jax.Array | None = None,
-) -> jax.Array:
-    r"""Context-free reward model: smoothed mean reward of each (action, position).
-
-    :math:`\hat q(a, k) = (S_{a,k} + m \bar r) / (N_{a,k} + m)` with
-    :math:`S, N` the reward sum and count of (a, k) in the training rows,
-    :math:`\bar r` their overall mean and :math:`m` = ``prior_strength``
-    (empirical-Bayes shrinkage towards the mean, so rare cells do not get 0 or 1).
-
-    With ``fold`` (``[n]`` ints in ``0 .. num_folds-1``) the model is
-    *cross-fitted* (Chernozhukov et al. 2018; Narita et al. 2021): row i's
-    prediction uses only rows of other folds, which keeps DR's residual term
-    independent of the model as its unbiasedness argument assumes.
-
-    Args:
-      action, position: ``[n]`` int.
-      reward: ``[n]`` or ``[n, R]``.
-      num_actions, num_positions: A, P (static).
-      prior_strength: m >= 0.
-      fold: optional ``[n]`` fold ids; num_folds: their number (static).
-      return_table: return the ``[F, A, P, R...]`` per-fold tables instead.
-      sample_weight: optional ``[n]`` row weights (bootstrap counts), so a
-        bootstrap can refit the model on every replicate.
-
-    Returns:
-      ``[n, A, P, R...]`` predictions (the same table for every row of a fold).
-    """
-    reward = jnp.asarray(reward, jnp.float32)
-    action = jnp.asarray(action, jnp.int32)
-    position = jnp.asarray(position, jnp.int32)
-    n = action.shape[0]
-    cell = action * num_positions + position
-    if fold is None:
-        fold = jnp.zeros(n, jnp.int32)
-        num_folds = 1
-    fold = jnp.asarray(fold, jnp.int32)
-    seg = fold * (num_actions * num_positions) + cell
-    size = num_folds * num_actions * num_positions
-    cw = jnp.ones(n, jnp.float32) if sample_weight is None else jnp.asarray(sample_weight, jnp.float32)
-    s = jax.ops.segment_sum(_expand(cw, reward) * reward, seg, num_segments=size).reshape(
-        (num_folds, num_actions, num_positions) + reward.shape[1:])
-    c = jax.ops.segment_sum(cw, seg, num_segments=size).reshape(
-        num_folds, num_actions, num_positions)
-    if num_folds > 1:  # train on the other folds
-        s = jnp.sum(s, axis=0, keepdims=True) - s
-        c = jnp.sum(c, axis=0, keepdims=True) - c
-    tot_s = jnp.sum(s, axis=(1, 2))  # [F, R...]
-    tot_c = jnp.sum(c, axis=(1, 2))  # [F]
-    mean = tot_s / _expand(jnp.maximum(tot_c, 1.0), tot_s)
-    c_e = _expand(c, s)
-    table = (s + prior_strength * mean[:, None, None]) / (c_e + prior_strength + 1e-12)
-    return table if return_table else table[fold]
-
-
-@flax.struct.dataclass
-class LogisticRewardParams:
-    r"""Parameters of :func:`fit_logistic_reward_model`, one set per fold (leading ``[F]`` axis).
-
-    :math:`\mathrm{logit}\, \hat q(x, a, k) = b_0 + b_a + c_k + x^\top v + x^\top U_a`.
-    """
-
-    b0: jax.Array  # [F]
-    b: jax.Array  # [F, A]
-    c: jax.Array  # [F, P]
-    v: jax.Array  # [F, d]
-    u: jax.Array  # [F, A, d]
-
-
-def _logistic_logits(p: LogisticRewardParams, x, position):
-    """Logits ``[n, A]`` of every action at each row's position, for one fold's params."""
-    return (p.b0 + p.c[position])[:, None] + p.b[None, :] + (x @ p.v)[:, None] + x @ p.u.T
-
-
-def fit_logistic_reward_model(
-    features,
-    action,
-    position,
-    reward,
-    *,
-    num_actions: int,
-    num_positions: int = 1,
-    l2: float = 1.0,
-    steps: int = 300,
-    learning_rate: float = 0.05,
-    fold: jax.Array | None = None,
-    num_folds: int = 1,
-) -> LogisticRewardParams:
-    r"""A contextual click model for DM/DR: L2-regularised logistic regression.
-
-    :math:`\mathrm{logit}\,\hat q(x, a, k) = b_0 + b_a + c_k + x^	op v + x^	op U_a`
-    (item and position effects, a shared context effect and a per-item context
-    effect), fitted by full-batch Adam on the mean binary cross-entropy plus
-    :math:`rac{\lambda}{n}\lVert(b, c, v, U)
-Vert^2`. With ``fold`` the model
-    is cross-fitted: fold f's parameters are trained on the other folds (all
-    folds in one vmapped call).
-
-    Args:
-      features: ``[n, d]`` contexts; action, position: ``[n]``; reward: ``[n]`` in [0, 1].
-      num_actions, num_positions: A, P.
-      l2: λ >= 0; steps: optimisation steps; learning_rate: Adam step size.
-      fold, num_folds: cross-fitting folds (default: one model on all rows).
-
-    Returns:
-      :class:`LogisticRewardParams` with a leading ``[F]`` axis.
-    """
-    import optax
-
-    x = jnp.asarray(features, jnp.float32)
-    a = jnp.asarray(action, jnp.int32)
-    k = jnp.asarray(position, jnp.int32)
-    y = jnp.asarray(reward, jnp.float32)
-    n, d = x.shape
-    if fold is None:
-        fold, num_folds = jnp.zeros(n, jnp.int32), 1
-    fold = jnp.asarray(fold, jnp.int32)
-    mean = jnp.clip(jnp.mean(y), 1e-4, 1 - 1e-4)
-    init = LogisticRewardParams(
-        b0=jnp.log(mean / (1 - mean)), b=jnp.zeros(num_actions), c=jnp.zeros(num_positions),
-        v=jnp.zeros(d), u=jnp.zeros((num_actions, d)))
-    opt = optax.adam(learning_rate)
-
-    def fit_one(f):
-        w = (fold != f) if num_folds > 1 else jnp.ones(n, bool)
-        w = w.astype(jnp.float32)
-
-        def loss(p):
-            logit = (p.b0 + p.b[a] + p.c[k] + x @ p.v + jnp.sum(x * p.u[a], axis=1))
-            bce = optax.sigmoid_binary_cross_entropy(logit, y)
-            reg = sum(jnp.sum(t ** 2) for t in (p.b, p.c, p.v, p.u))
-            return jnp.sum(w * bce) / jnp.sum(w) + l2 * reg / jnp.sum(w)
-
-        def step(carry, _):
-            p, s = carry
-            g = jax.grad(loss)(p)
-            upd, s = opt.update(g, s, p)
-            return (optax.apply_updates(p, upd), s), None
-
-        (p, _), _ = jax.lax.scan(step, (init, opt.init(init)), None, length=steps)
-        return p
-
-    return jax.jit(jax.vmap(fit_one))(jnp.arange(num_folds))
-
-
-def logistic_inputs(params: LogisticRewardParams, features, policy, action, position, pscore,
-                    reward, fold=None) -> OPEInputs:
-    """:class:`OPEInputs` with a :func:`fit_logistic_reward_model` model and a context-free ``policy [A, P]``.
-
-    Row i uses the parameters of its own fold (cross-fitting).
-    """
-    x = jnp.asarray(features, jnp.float32)
-    a = jnp.asarray(action, jnp.int32)
-    k = jnp.asarray(position, jnp.int32)
-    policy = jnp.asarray(policy, jnp.float32)
-    n = a.shape[0]
-    fold = jnp.zeros(n, jnp.int32) if fold is None else jnp.asarray(fold, jnp.int32)
-    all_folds = jax.vmap(lambda p: _logistic_logits(p, x, k))(params)  # [F, n, A]
-    logits = all_folds[fold, jnp.arange(n)]  # [n, A], each row from its own fold
-    q = jax.nn.sigmoid(logits)
-    return OPEInputs(
-        weight=policy[a, k] / jnp.asarray(pscore, jnp.float32),
-        reward=jnp.asarray(reward, jnp.float32),
-        q_logged=q[jnp.arange(n), a],
-        q_policy=jnp.sum(policy[:, k].T * q, axis=1),
-        position=k,
-    )
-
-
 __all__ = [
-    "ESTIMATORS", "LogisticRewardParams", "fit_logistic_reward_model", "logistic_inputs", "BootstrapResult", "OPEInputs", "OPESupportWarning", "bootstrap",
+    "ESTIMATORS", "BootstrapResult", "OPEInputs", "OPESupportWarning", "bootstrap",
     "bootstrap_counts", "bootstrap_map", "check_action_dist", "summarize_bootstrap", "check_logged", "check_support",
-    "empirical_reward_model", "estimate", "estimate_by_position", "importance_weights",
-    "make_inputs", "make_inputs_context_free", "unsupported_mass",
+    "estimate", "estimate_by_position", "importance_weights",
+    "make_inputs", "make_inputs_context_free", "unsupported_mass", "EstimatorSpec",
+    "obp_estimators", "estimate_specs", "shrink_weights",
 ]
+

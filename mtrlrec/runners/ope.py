@@ -18,18 +18,26 @@ a Monte-Carlo estimate over the production Beta prior shipped by obp
 decreasing order at positions 0, 1, 2, and count (obp's
 ``BernoulliTS.compute_batch_action_dist``, 100,000 draws by default).
 
-Estimators: :data:`mtrlrec.eval.ope.ESTIMATORS`. The reward model of DM/DR is
-the smoothed empirical click rate of each (item, position), cross-fitted over
-``num_folds`` random folds (the paper uses context-based classifiers; on the
-10,000-row sample with ~40 clicks a context model has nothing to learn from).
-Relative error is :math:`|\hat V - V| / V` (Saito et al. §5). Confidence
-intervals and standard errors come from a nonparametric bootstrap of the
-behaviour log (one vmapped call for all estimators).
+Estimators: :func:`mtrlrec.eval.ope.obp_estimators` (IPW, SNIPW, DM, DR, SNDR,
+switch-DR over a τ grid, DR-os over a λ grid, DR with clipped weights), with
+obp 0.4.1's defaults. Reward models of DM and the DR family: obp's per-position
+logistic regression on the user and item features (Saito et al. §5; obp's
+``RegressionModel``), cross-fitted over ``num_folds`` shuffled folds, and the
+smoothed empirical click rate of each (item, position).
+
+obp's statistic (its evaluation-of-OPE protocol, ``examples/obd``): resample the
+behaviour log with replacement, refit the reward model, estimate, and take
+the relative error :math:`|\hat V_b - V| / V` against the on-policy truth
+(``OffPolicyEvaluation.evaluate_performance_of_estimators(metric='relative-ee')``);
+report its mean over the resamples (``rel_ee``, ± its SD across resamples).
+The point estimate's relative error on the full log is ``rel_error``.
 
 The runner returns, for the estimator named by ``estimator`` (one table row):
-``estimate`` and ``ground_truth`` (both in %), ``rel_error``; and for every
-estimator ``<name>/estimate`` and ``<name>/rel_error``; ``stderr`` holds the
-bootstrap SEs (binomial SE for the ground truth). ``estimator='on_policy'``
+``estimate`` and ``ground_truth`` (both in %), ``rel_error``, ``rel_ee`` (and
+``empirical_rel_ee`` with the empirical reward model); and for every estimator
+``<name>/estimate``, ``<name>/rel_error``, ``<name>/rel_ee`` (``empirical/<name>/...``
+for the second model); ``stderr`` holds the bootstrap SEs (SD across resamples
+for rel-ee; binomial SE for the ground truth). ``estimator='on_policy'``
 reports the evaluation log's own click rate (ground truth itself), to compare
 with the paper's full-data CTRs.
 """
@@ -46,7 +54,7 @@ import numpy as np
 
 from mtrlrec.core.errors import ConfigError, check_float, check_int
 from mtrlrec.data import obd
-from mtrlrec.eval import ope
+from mtrlrec.eval import ope, reward_models
 from mtrlrec.train.result import Result, RunContext
 
 
@@ -111,11 +119,19 @@ def logged_action_dist(log: obd.OBDLog, smoothing: float = 0.0) -> np.ndarray:
 _RESULTS: dict = {}
 
 
-def _analyse(campaign, evaluation, data_path, num_mc, num_folds, prior_strength, clip,
-             switch_tau, num_bootstrap, alpha, seed, bts_dist="prior", reward_model="empirical"):
-    """All estimators for one (campaign, direction); cached so table rows share it."""
-    key_ = (campaign, evaluation, data_path, num_mc, num_folds, prior_strength, clip,
-            switch_tau, num_bootstrap, alpha, seed, bts_dist, reward_model)
+def _analyse(campaign, evaluation, data_path, num_mc, num_folds, prior_strength, switch_taus,
+             os_lambdas, clip_lambdas, num_bootstrap, alpha, seed, bts_dist="prior",
+             reward_model="obp_logistic", logistic_C=100.0):
+    """All estimators for one (campaign, direction); cached so table rows share it.
+
+    For each reward model (``reward_model`` first, then the empirical one), every
+    estimator of :func:`mtrlrec.eval.ope.obp_estimators` on the full log and on
+    ``num_bootstrap`` resamples of it, the reward model refitted on each resample
+    (obp's protocol: ``sample_bootstrap_bandit_feedback`` then
+    ``RegressionModel.fit_predict`` then ``evaluate_performance_of_estimators``).
+    """
+    key_ = (campaign, evaluation, data_path, num_mc, num_folds, prior_strength, switch_taus,
+            os_lambdas, clip_lambdas, num_bootstrap, alpha, seed, bts_dist, reward_model, logistic_C)
     if key_ in _RESULTS:
         return _RESULTS[key_]
     behavior = "random" if evaluation == "bts" else "bts"
@@ -143,68 +159,83 @@ def _analyse(campaign, evaluation, data_path, num_mc, num_folds, prior_strength,
         behavior_dist = logged_action_dist(log, smoothing=0.0)
     ope.check_action_dist(policy[None], name=f"{evaluation} policy ({campaign})", atol=1e-3)
     share = ope.check_support(policy, behavior_dist, name=f"{evaluation} policy ({campaign})")
+    specs = ope.obp_estimators(switch_taus, os_lambdas, clip_lambdas)
 
-    k_fold, k_boot = jax.random.split(jax.random.key(seed + 1))
     n = log.num_rounds
-    fold = jax.random.randint(k_fold, (n,), 0, num_folds)
-    arrays = (jnp.asarray(policy), jnp.asarray(log.action), jnp.asarray(log.position),
-              jnp.asarray(log.pscore), jnp.asarray(log.reward), fold)
+    fold = jnp.asarray(reward_models.kfold_ids(seed + 1, n, num_folds))
+    k_boot = jax.random.key(seed + 2)
+    pol, a, k, ps, r = (jnp.asarray(policy), jnp.asarray(log.action), jnp.asarray(log.position),
+                        jnp.asarray(log.pscore), jnp.asarray(log.reward))
 
-    def estimates(counts):
-        # the reward model is refitted on every bootstrap replicate, so DM's
-        # interval reflects the model's own sampling noise.
-        pol, a, k, ps, r, f = arrays
-        q_table = ope.empirical_reward_model(
+    def empirical(counts):
+        q_table = reward_models.empirical_reward_model(
             a, k, r, num_actions=num_actions, num_positions=num_positions,
-            prior_strength=prior_strength, fold=f, num_folds=num_folds, return_table=True,
+            prior_strength=prior_strength, fold=fold, num_folds=num_folds, return_table=True,
             sample_weight=counts)
-        inputs = ope.make_inputs_context_free(pol, a, k, ps, r, q_table, f)
-        return ope.estimate(inputs, sample_weight=counts, clip=clip, switch_tau=switch_tau)
+        inputs = ope.make_inputs_context_free(pol, a, k, ps, r, q_table, fold)
+        return ope.estimate_specs(inputs, specs, sample_weight=counts)
+
+    x, ac = jnp.asarray(log.context()), jnp.asarray(log.action_context())
+    full_lr = reward_models.fit_obp_logistic(
+        x, ac, a, log.position, r, num_positions=num_positions, fold=fold, num_folds=num_folds, C=logistic_C)
+
+    def obp_logistic(counts):
+        # refitted on every resample, warm-started at the full-data fit
+        params = reward_models.fit_obp_logistic(
+            x, ac, a, log.position, r, num_positions=num_positions, fold=fold, num_folds=num_folds,
+            C=logistic_C, sample_weight=counts, init=full_lr, iters=4)
+        inputs = reward_models.obp_logistic_inputs(params, x, ac, pol, a, k, ps, r, fold)
+        return ope.estimate_specs(inputs, specs, sample_weight=counts)
 
     if reward_model == "logistic":
-        # a contextual click model, fitted once (cross-fitted); the bootstrap
-        # keeps it fixed (refitting 1,000 times is too slow on a CPU), so DM's
-        # interval omits the model's own sampling noise.
-        features = jnp.asarray(log.context())
-        lparams = ope.fit_logistic_reward_model(
-            features, arrays[1], arrays[2], arrays[4], num_actions=num_actions,
-            num_positions=num_positions, fold=fold, num_folds=num_folds)
-        fixed = ope.logistic_inputs(lparams, features, arrays[0], arrays[1], arrays[2],
-                                    arrays[3], arrays[4], fold)
+        lparams = reward_models.fit_logistic_reward_model(
+            x, a, k, r, num_actions=num_actions, num_positions=num_positions, fold=fold,
+            num_folds=num_folds)
+        fixed = reward_models.logistic_inputs(lparams, x, pol, a, k, ps, r, fold)
 
-        def estimates(counts):  # noqa: F811
-            return ope.estimate(fixed, sample_weight=counts, clip=clip, switch_tau=switch_tau)
+        def adam_logistic(counts):  # fitted once, fixed in the bootstrap
+            return ope.estimate_specs(fixed, specs, sample_weight=counts)
 
-    full = jax.jit(estimates)(jnp.ones(n, jnp.float32))
-    samples = ope.bootstrap_map(estimates, k_boot, n, num_bootstrap)
-    boot = ope.summarize_bootstrap(full, samples, alpha)
-    weights = np.asarray(policy)[log.action, log.position] / log.pscore
-    # position-aware view (item-position model): one value per slot
-    q_full = ope.empirical_reward_model(
-        arrays[1], arrays[2], arrays[4], num_actions=num_actions, num_positions=num_positions,
-        prior_strength=prior_strength, fold=fold, num_folds=num_folds, return_table=True)
-    by_pos = ope.estimate_by_position(
-        ope.make_inputs_context_free(arrays[0], arrays[1], arrays[2], arrays[3], arrays[4],
-                                     q_full, fold),
-        num_positions, clip=clip, switch_tau=switch_tau)
-    truth_by_pos = np.array([truth_log.reward[truth_log.position == k].mean()
-                             for k in range(num_positions)])
+    models = {"empirical": empirical, "obp_logistic": obp_logistic}
+    if reward_model == "logistic":
+        models["logistic"] = adam_logistic
     truth = truth_log.on_policy_value()
     truth_se = math.sqrt(truth * (1 - truth) / truth_log.num_rounds)
+    ones = jnp.ones(n, jnp.float32)
+    per_model = {}
+    for m in dict.fromkeys((reward_model, "empirical")):
+        fn = models[m]
+        full = jax.jit(fn)(ones)
+        samples = ope.bootstrap_map(fn, k_boot, n, num_bootstrap, batch_size=8)
+        boot = ope.summarize_bootstrap(full, samples, alpha)
+        res = {}
+        for sp in specs:
+            b = boot[sp.name]
+            smp = np.asarray(b.samples, np.float64)
+            rel = np.abs(smp - truth) / truth  # obp's relative-ee on each resample
+            res[sp.name] = {
+                "estimate": float(b.estimate), "se": float(b.se), "low": float(b.low),
+                "high": float(b.high), "rel_error": abs(float(b.estimate) - truth) / truth,
+                "rel_ee": float(np.nanmean(rel)), "rel_ee_sd": float(np.nanstd(rel, ddof=1)),
+                "rel_low": float(np.nanquantile(rel, alpha / 2)),
+                "rel_high": float(np.nanquantile(rel, 1 - alpha / 2)),
+            }
+        per_model[m] = res
+    weights = np.asarray(policy)[log.action, log.position] / log.pscore
+    # position-aware view (item-position model): one value per slot, empirical model
+    q_full = reward_models.empirical_reward_model(
+        a, k, r, num_actions=num_actions, num_positions=num_positions,
+        prior_strength=prior_strength, fold=fold, num_folds=num_folds, return_table=True)
+    by_pos = ope.estimate_by_position(
+        ope.make_inputs_context_free(pol, a, k, ps, r, q_full, fold), num_positions,
+        switch_tau=100.0)
+    truth_by_pos = np.array([truth_log.reward[truth_log.position == j].mean()
+                             for j in range(num_positions)])
     out = {"truth": truth, "truth_se": truth_se, "unsupported": share,
-           "max_weight": float(weights.max()), "n": n,
-           "by_position": {k: np.asarray(v, np.float64) for k, v in by_pos.items()},
+           "max_weight": float(weights.max()), "n": n, "specs": specs, "models": per_model,
+           "primary": reward_model,
+           "by_position": {j: np.asarray(v, np.float64) for j, v in by_pos.items()},
            "truth_by_position": truth_by_pos}
-    for name, b in boot.items():
-        samples = np.asarray(b.samples, np.float64)
-        rel = np.abs(samples - truth) / truth
-        out[name] = {
-            "estimate": float(b.estimate), "se": float(b.se), "low": float(b.low),
-            "high": float(b.high), "rel_error": abs(float(b.estimate) - truth) / truth,
-            "rel_se": float(rel.std(ddof=1)),
-            "rel_low": float(np.quantile(rel, alpha / 2)),
-            "rel_high": float(np.quantile(rel, 1 - alpha / 2)),
-        }
     _RESULTS[key_] = out
     return out
 
@@ -217,22 +248,28 @@ class OBDOPERunner:
       campaign: ``'all'``, ``'men'`` or ``'women'``.
       evaluation: the policy to evaluate, ``'bts'`` (from the random log) or
         ``'random'`` (from the BTS log).
-      estimator: which estimator this row reports as ``estimate``/``rel_error``:
-        one of :data:`mtrlrec.eval.ope.ESTIMATORS` or ``'on_policy'``.
+      estimator: which estimator this row reports as ``estimate``/``rel_error``/``rel_ee``:
+        a name of :func:`mtrlrec.eval.ope.obp_estimators` (``ipw``, ``snipw``, ``dm``,
+        ``dr``, ``sndr``, ``switch_dr_t<τ>``, ``dr_os_l<λ>``, ``dr_clip_l<λ>``) or
+        ``'on_policy'``.
       data_path: None for the committed sample, else an OBD directory
         (``mtrlrec data obd`` output or the full dataset).
       num_mc: Monte-Carlo draws for the BTS action distribution.
-      num_folds: cross-fitting folds of the reward model.
-      prior_strength: shrinkage pseudo-count of the reward model.
-      clip: importance-weight clipping threshold (None: no clipping).
-      switch_tau: threshold τ of switch-DR.
-      num_bootstrap: bootstrap replicates.
+      num_folds: cross-fitting folds of the reward model (obp's examples: 3).
+      prior_strength: shrinkage pseudo-count of the empirical reward model.
+      switch_taus, os_lambdas, clip_lambdas: the grids of switch-DR's τ, DR-os's
+        λ and the clipping λ of DR (obp's defaults τ = 1 and λ = 0 first).
+      num_bootstrap: bootstrap resamples (obp's protocol; the reward model is
+        refitted on each).
       alpha: 1 - confidence level of the intervals.
-      reward_model: the DM/DR model: ``'empirical'`` (smoothed click rate per
-        item and position, refitted on every bootstrap replicate) or
-        ``'logistic'`` (L2 logistic regression on the user features, item and
-        position, :func:`mtrlrec.eval.ope.fit_logistic_reward_model`; fitted
-        once, fixed in the bootstrap).
+      reward_model: the DM/DR model of the row's cells: ``'obp_logistic'``
+        (obp's ``RegressionModel`` with ``LogisticRegression(C)``: one logistic
+        regression per position on the user features and the item's features,
+        cross-fitted, refitted on every resample), ``'empirical'`` (smoothed
+        click rate per item and position) or ``'logistic'`` (one Adam-fitted
+        logistic model with per-item context effects, fixed in the bootstrap).
+        The empirical model's relative error is always reported beside it.
+      logistic_C: sklearn's C of the per-position logistic regressions (obp's OBD example: 100).
       bts_dist: how the BTS evaluation policy's action distribution is obtained:
         ``'prior'`` (Monte Carlo over obp's production prior, as the paper) or
         ``'logged'`` (the item-position frequencies of the BTS log itself, a
@@ -248,62 +285,84 @@ class OBDOPERunner:
         num_mc: int = 100_000,
         num_folds: int = 3,
         prior_strength: float = 10.0,
-        clip: float | None = None,
-        switch_tau: float = 100.0,
+        switch_taus=(1.0, 10.0, 100.0, 1000.0),
+        os_lambdas=(0.0, 1.0, 100.0, 10_000.0),
+        clip_lambdas=(10.0, 100.0, 1000.0),
         num_bootstrap: int = 1000,
         alpha: float = 0.05,
         bts_dist: str = "prior",
-        reward_model: str = "empirical",
+        reward_model: str = "obp_logistic",
+        logistic_C: float = 100.0,
     ):
         if campaign not in obd.CAMPAIGNS:
             raise ConfigError(f"OBDOPERunner.campaign must be one of {obd.CAMPAIGNS}, got {campaign!r}.")
         if evaluation not in obd.POLICIES:
             raise ConfigError(f"OBDOPERunner.evaluation must be one of {obd.POLICIES}, got {evaluation!r}.")
-        if estimator not in ope.ESTIMATORS + ("on_policy",):
-            raise ConfigError(
-                f"OBDOPERunner.estimator must be one of {ope.ESTIMATORS + ('on_policy',)}, got {estimator!r}."
-            )
+        self.switch_taus = tuple(float(t) for t in switch_taus)
+        self.os_lambdas = tuple(float(t) for t in os_lambdas)
+        self.clip_lambdas = tuple(float(t) for t in clip_lambdas)
+        names = tuple(sp.name for sp in ope.obp_estimators(
+            self.switch_taus, self.os_lambdas, self.clip_lambdas)) + ("on_policy",)
+        if estimator not in names:
+            raise ConfigError(f"OBDOPERunner.estimator must be one of {names}, got {estimator!r}.")
         self.campaign, self.evaluation, self.estimator = campaign, evaluation, estimator
         self.data_path = None if data_path is None else str(data_path)
         self.num_mc = check_int("OBDOPERunner.num_mc", num_mc, min_value=1000)
         self.num_folds = check_int("OBDOPERunner.num_folds", num_folds, min_value=1)
         self.prior_strength = check_float("OBDOPERunner.prior_strength", prior_strength, low=0.0)
-        self.clip = math.inf if clip is None else check_float("OBDOPERunner.clip", clip, low=0.0, low_open=True)
-        self.switch_tau = check_float("OBDOPERunner.switch_tau", switch_tau, low=0.0)
         self.num_bootstrap = check_int("OBDOPERunner.num_bootstrap", num_bootstrap, min_value=2)
         self.alpha = check_float("OBDOPERunner.alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True)
+        self.logistic_C = check_float("OBDOPERunner.logistic_C", logistic_C, low=0.0, low_open=True)
         if bts_dist not in ("prior", "logged"):
             raise ConfigError(f"OBDOPERunner.bts_dist must be 'prior' or 'logged', got {bts_dist!r}.")
         self.bts_dist = bts_dist
-        if reward_model not in ("empirical", "logistic"):
+        if reward_model not in ("obp_logistic", "empirical", "logistic"):
             raise ConfigError(
-                f"OBDOPERunner.reward_model must be 'empirical' or 'logistic', got {reward_model!r}.")
+                "OBDOPERunner.reward_model must be 'obp_logistic', 'empirical' or 'logistic', "
+                f"got {reward_model!r}.")
         self.reward_model = reward_model
 
     def analyse(self, seed: int = 0) -> dict:
         """All estimators' estimates, CIs and relative errors (cached per process)."""
         return _analyse(self.campaign, self.evaluation, self.data_path, self.num_mc,
-                        self.num_folds, self.prior_strength, self.clip, self.switch_tau,
-                        self.num_bootstrap, self.alpha, seed, self.bts_dist, self.reward_model)
+                        self.num_folds, self.prior_strength, self.switch_taus, self.os_lambdas,
+                        self.clip_lambdas, self.num_bootstrap, self.alpha, seed, self.bts_dist,
+                        self.reward_model, self.logistic_C)
 
     def __call__(self, ctx: RunContext) -> Result:
+        if self.estimator == "on_policy":  # the log's own click rate: no estimation
+            truth_log = obd.load(self.evaluation, self.campaign, self.data_path)
+            truth = truth_log.on_policy_value()
+            se = math.sqrt(truth * (1 - truth) / truth_log.num_rounds)
+            zero = np.array([0.0])
+            return Result(
+                final={"estimate": np.array([100 * truth]), "ground_truth": np.array([100 * truth]),
+                       "rel_error": zero, "rel_ee": zero, "empirical_rel_ee": zero},
+                stderr={"estimate": np.array(100 * se), "ground_truth": np.array(100 * se)},
+                primary=None,
+                tables={f"On-policy CTR of the {self.evaluation} log ({self.campaign})":
+                        truth_log.rejection_report()})
         res = self.analyse(ctx.seed)
         truth = res["truth"]
         final, stderr = {}, {}
-        for name in ope.ESTIMATORS:
-            final[f"{name}/estimate"] = np.array([100 * res[name]["estimate"]])
-            stderr[f"{name}/estimate"] = np.array(100 * res[name]["se"])
-            final[f"{name}/rel_error"] = np.array([res[name]["rel_error"]])
-            stderr[f"{name}/rel_error"] = np.array(res[name]["rel_se"])
+        for m, by_name in res["models"].items():
+            pre = "" if m == res["primary"] else f"{m}/"
+            for name, e in by_name.items():
+                final[f"{pre}{name}/estimate"] = np.array([100 * e["estimate"]])
+                stderr[f"{pre}{name}/estimate"] = np.array(100 * e["se"])
+                final[f"{pre}{name}/rel_error"] = np.array([e["rel_error"]])
+                final[f"{pre}{name}/rel_ee"] = np.array([e["rel_ee"]])
+                stderr[f"{pre}{name}/rel_ee"] = np.array(e["rel_ee_sd"])
         final["ground_truth"] = np.array([100 * truth])
         stderr["ground_truth"] = np.array(100 * res["truth_se"])
-        if self.estimator == "on_policy":
-            final["estimate"], stderr["estimate"] = final["ground_truth"], stderr["ground_truth"]
-            final["rel_error"], stderr["rel_error"] = np.array([0.0]), np.array(0.0)
-        else:
-            for k in ("estimate", "rel_error"):
-                final[k] = final[f"{self.estimator}/{k}"]
-                stderr[k] = stderr[f"{self.estimator}/{k}"]
+        final["estimate"] = final[f"{self.estimator}/estimate"]
+        stderr["estimate"] = stderr[f"{self.estimator}/estimate"]
+        final["rel_error"] = final[f"{self.estimator}/rel_error"]
+        final["rel_ee"] = final[f"{self.estimator}/rel_ee"]
+        stderr["rel_ee"] = stderr[f"{self.estimator}/rel_ee"]
+        emp = "" if res["primary"] == "empirical" else "empirical/"
+        final["empirical_rel_ee"] = final[f"{emp}{self.estimator}/rel_ee"]
+        stderr["empirical_rel_ee"] = stderr[f"{emp}{self.estimator}/rel_ee"]
         behavior = "random" if self.evaluation == "bts" else "bts"
         pct = int(round(100 * (1 - self.alpha)))
         lines = [
@@ -311,27 +370,30 @@ class OBDOPERunner:
             f"the {behavior} log ({res['n']} rows); ground truth = mean click of the "
             f"{self.evaluation} log = {100 * truth:.4f} % ± {100 * res['truth_se']:.4f} (SE). "
             f"Largest importance weight {res['max_weight']:.1f}; unsupported mass "
-            f"{100 * res['unsupported']:.2f} %.",
-            "",
-            f"| estimator | estimate (%) | {pct}% CI | relative error | {pct}% CI |",
-            "|---|---|---|---|---|",
+            f"{100 * res['unsupported']:.2f} %. rel-ee: obp's relative error, mean ± SD over "
+            f"{self.num_bootstrap} bootstrap resamples (reward model refitted on each).",
         ]
-        for name in ope.ESTIMATORS:
-            e = res[name]
-            lines.append(
-                f"| {name} | {100 * e['estimate']:.4f} | [{100 * e['low']:.4f}, {100 * e['high']:.4f}] "
-                f"| {e['rel_error']:.3f} | [{e['rel_low']:.3f}, {e['rel_high']:.3f}] |"
-            )
+        for m, by_name in res["models"].items():
+            lines += ["", f"Reward model: {m}", "",
+                      f"| estimator | estimate (%) | {pct}% CI | relative error | rel-ee (bootstrap) |",
+                      "|---|---|---|---|---|"]
+            for sp in res["specs"]:
+                e = by_name[sp.name]
+                lines.append(
+                    f"| {sp.label} | {100 * e['estimate']:.4f} | [{100 * e['low']:.4f}, "
+                    f"{100 * e['high']:.4f}] | {e['rel_error']:.3f} | {e['rel_ee']:.3f} ± "
+                    f"{e['rel_ee_sd']:.3f} |")
+        pos_names = ("ipw", "snipw", "dm", "dr", "sndr", "switch_dr")
         pos = [
             "",
-            "Per position (item-position model; the slate's value is their sum), in %:",
+            "Per position (item-position model; empirical reward model; switch-DR τ = 100), in %:",
             "",
-            "| position | truth | " + " | ".join(ope.ESTIMATORS) + " |",
-            "|---" * (len(ope.ESTIMATORS) + 2) + "|",
+            "| position | truth | " + " | ".join(pos_names) + " |",
+            "|---" * (len(pos_names) + 2) + "|",
         ]
-        for k, t in enumerate(res["truth_by_position"]):
-            cells = " | ".join(f"{100 * res['by_position'][e][k]:.4f}" for e in ope.ESTIMATORS)
-            pos.append(f"| {k} | {100 * t:.4f} | {cells} |")
+        for j, t in enumerate(res["truth_by_position"]):
+            cells = " | ".join(f"{100 * res['by_position'][e][j]:.4f}" for e in pos_names)
+            pos.append(f"| {j} | {100 * t:.4f} | {cells} |")
         return Result(final=final, stderr=stderr, primary=None,
                       tables={f"OPE {self.evaluation} from {behavior} ({self.campaign})": "\n".join(lines + pos)})
 

@@ -7,6 +7,7 @@ import pytest
 
 from mtrlrec.core.errors import ConfigError
 from mtrlrec.eval import ope
+from mtrlrec.eval import reward_models
 
 # tiny log: pi_e = (0.8, 0.2) everywhere, q_hat = (0.5, 0.25)
 A_LOG = np.array([0, 1, 0, 1])
@@ -77,11 +78,11 @@ def test_by_position_and_sample_weights():
 def test_empirical_reward_model_by_hand():
     a = np.array([0, 0, 0, 1])
     r = np.array([1.0, 1.0, 0.0, 0.0])
-    q = ope.empirical_reward_model(a, np.zeros(4, int), r, num_actions=2, prior_strength=2.0)
+    q = reward_models.empirical_reward_model(a, np.zeros(4, int), r, num_actions=2, prior_strength=2.0)
     assert q.shape == (4, 2, 1)
     np.testing.assert_allclose(q[0, :, 0], [(2 + 1) / 5, 1 / 3], rtol=1e-5)
     # cross-fitting: fold 0 (rows 0, 2) learns from rows 1 (a=0, r=1) and 3 (a=1, r=0)
-    qf = ope.empirical_reward_model(a, np.zeros(4, int), r, num_actions=2, prior_strength=0.0,
+    qf = reward_models.empirical_reward_model(a, np.zeros(4, int), r, num_actions=2, prior_strength=0.0,
                                     fold=np.array([0, 1, 0, 1]), num_folds=2)
     np.testing.assert_allclose(qf[0, :, 0], [1.0, 0.0], atol=1e-6)
     np.testing.assert_allclose(qf[1, :, 0], [0.5, 0.0], atol=1e-6)  # rows 0, 2: a=0, r=(1, 0)
@@ -207,9 +208,9 @@ def test_logistic_reward_model_recovers_click_probabilities():
     probs = jnp.array([[0.2, 0.5, 0.3], [0.6, 0.2, 0.4]])  # [type, action]
     r = jax.random.bernoulli(kr, probs[types, a]).astype(jnp.float32)
     pos = jnp.zeros(n, jnp.int32)
-    params = ope.fit_logistic_reward_model(x, a, pos, r, num_actions=3, l2=0.1, steps=500)
+    params = reward_models.fit_logistic_reward_model(x, a, pos, r, num_actions=3, l2=0.1, steps=500)
     policy = jnp.full((3, 1), 1 / 3)
-    inp = ope.logistic_inputs(params, x, policy, a, pos, jnp.full(n, 1 / 3), r)
+    inp = reward_models.logistic_inputs(params, x, policy, a, pos, jnp.full(n, 1 / 3), r)
     # q at the logged action: compare cell means of predictions with the truth
     q = np.asarray(inp.q_logged)
     for t in range(2):
@@ -220,3 +221,66 @@ def test_logistic_reward_model_recovers_click_probabilities():
     est = ope.estimate(inp)
     assert float(est["dm"]) == pytest.approx(float(r.mean()), abs=0.01)
     assert float(est["ipw"]) == pytest.approx(float(r.mean()), rel=1e-5)
+
+
+def test_dr_os_and_grid_by_hand():
+    # w = (1.6, 0.4, 3.2, 4/15); residuals r - q = (0.5, -0.25, -0.5, 0.75)
+    w = np.array([1.6, 0.4, 3.2, 4 / 15])
+    resid = np.array([0.5, -0.25, -0.5, 0.75])
+    specs = ope.obp_estimators(switch_taus=(1.0, 2.0), os_lambdas=(0.0, 4.0), clip_lambdas=(2.0,))
+    est = ope.estimate_specs(tiny_inputs(), specs)
+    lam = 4.0
+    assert float(est["dr_os_l4"]) == pytest.approx(0.45 + np.mean(lam * w / (w ** 2 + lam) * resid), rel=1e-5)
+    assert float(est["dr_os_l0"]) == pytest.approx(0.45, rel=1e-6)  # obp's default: DM
+    assert float(est["switch_dr_t2"]) == pytest.approx(0.45 + np.mean((w <= 2) * w * resid), rel=1e-5)
+    assert float(est["dr_clip_l2"]) == pytest.approx(0.45 + np.mean(np.minimum(w, 2) * resid), rel=1e-5)
+    assert [s.name for s in specs][:5] == ["ipw", "snipw", "dm", "dr", "sndr"]
+    assert "obp default" in specs[5].label and "obp default" in specs[7].label
+    # lambda -> infinity is DR
+    np.testing.assert_allclose(ope.shrink_weights(w, np.inf), w, rtol=1e-6)
+    with pytest.raises(ConfigError, match="shrink_lambda must be >= 0"):
+        ope.obp_estimators(os_lambdas=(-1.0,))
+
+
+def test_obp_logistic_solves_sklearns_problem():
+    """Newton's fixed point: the gradient of C * sum(logloss) + |w|^2 / 2 vanishes (per position and fold)."""
+    rng = np.random.default_rng(0)
+    n, A = 600, 4
+    x = (rng.random((n, 3)) < 0.5).astype(np.float32)
+    ac = rng.normal(size=(A, 2)).astype(np.float32)
+    a = rng.integers(0, A, n)
+    k = rng.integers(0, 2, n)
+    logit = -1.0 + x @ np.array([1.0, -0.5, 0.3]) + ac[a] @ np.array([0.8, -0.4]) + 0.5 * k
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float32)
+    fold = reward_models.kfold_ids(0, n, 2)
+    assert np.bincount(fold).tolist() == [300, 300]
+    p = reward_models.fit_obp_logistic(x, ac, a, k, y, num_positions=2, fold=fold, num_folds=2, C=10.0)
+    z = np.c_[x, ac[a]]
+    for f in range(2):
+        for pos in range(2):
+            m = (fold != f) & (k == pos)
+            s = z[m] @ np.asarray(p.w[f, pos]) + float(p.b[f, pos])
+            resid = 1 / (1 + np.exp(-s)) - y[m]
+            grad_w = 10.0 * z[m].T @ resid + np.asarray(p.w[f, pos])
+            grad_b = 10.0 * resid.sum()
+            assert np.abs(grad_w).max() < 1e-2 and abs(grad_b) < 1e-2, (f, pos, grad_w, grad_b)
+    q = np.asarray(reward_models.predict_obp_logistic(p, x, ac, fold))
+    assert q.shape == (n, A, 2)
+    inp = reward_models.obp_logistic_inputs(p, x, ac, np.full((A, 2), 1 / A), a, k, np.full(n, 1 / A), y, fold)
+    np.testing.assert_allclose(inp.q_logged, q[np.arange(n), a, k], rtol=1e-5)
+
+
+def test_slate_size_mismatch_and_bad_slates_name_the_field():
+    from mtrlrec.eval.ope_checks import check_slate_log
+
+    slates = np.array([[0, 1], [2, 1]])
+    ok = dict(num_items=3, slate_size=2)
+    check_slate_log(slates, np.array([0.5, 0.5]), np.zeros((2, 2)), **ok)
+    with pytest.raises(ConfigError, match="slate size 2 differs from the policy's slate_size 3"):
+        check_slate_log(slates, np.array([0.5, 0.5]), np.zeros((2, 2)), num_items=3, slate_size=3)
+    with pytest.raises(ConfigError, match=r"slates\[1, 0\] = 5 outside the item range 0..2"):
+        check_slate_log(np.array([[0, 1], [5, 1]]), np.array([0.5, 0.5]), np.zeros((2, 2)), **ok)
+    with pytest.raises(ConfigError, match=r"pscore\[1\] = 0.0 must be in \(0, 1\]"):
+        check_slate_log(slates, np.array([0.5, 0.0]), np.zeros((2, 2)), **ok)
+    with pytest.raises(ConfigError, match=r"pscore\[0, 1\] = 1.5 must be in \(0, 1\]"):
+        check_slate_log(slates, np.array([[0.5, 1.5], [1, 1]]), np.zeros((2, 2)), **ok)

@@ -37,8 +37,15 @@ def test_ope_runner_random_from_bts_matches_numpy():
     truth = obd.load("random", "men").reward.mean()
     assert res.final["ground_truth"][0] == pytest.approx(100 * truth, rel=1e-5)
     assert res.final["rel_error"][0] == pytest.approx(abs(ipw - truth) / truth, rel=1e-3)
-    assert set(res.stderr) >= {"estimate", "rel_error", "ground_truth"}
-    assert "| dm |" in next(iter(res.tables.values()))
+    assert set(res.stderr) >= {"estimate", "rel_ee", "empirical_rel_ee", "ground_truth"}
+    # obp's statistic: mean over resamples of |V_b - V| / V, never below |mean V_b - V| / V
+    assert res.final["rel_ee"][0] >= 0 and res.stderr["rel_ee"] > 0
+    # IPW needs no reward model: both models' rel-ee are the same resamples
+    assert res.final["rel_ee"][0] == pytest.approx(res.final["empirical_rel_ee"][0], rel=1e-6)
+    table = next(iter(res.tables.values()))
+    assert "| DR-os (λ=0, obp default) |" in table and "Reward model: obp_logistic" in table
+    # DR-os with λ = 0 is DM; with a huge λ it is DR
+    assert res.final["dr_os_l0/estimate"][0] == pytest.approx(res.final["dm/estimate"][0], rel=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -47,7 +54,8 @@ def test_ope_runner_random_from_bts_matches_numpy():
         (dict(campaign="kids"), "OBDOPERunner.campaign"),
         (dict(evaluation="greedy"), "OBDOPERunner.evaluation"),
         (dict(estimator="magic"), "OBDOPERunner.estimator"),
-        (dict(clip=0.0), "OBDOPERunner.clip must be > 0"),
+        (dict(switch_taus=(-1.0,)), "switch_tau must be >= 0"),
+        (dict(logistic_C=0.0), "OBDOPERunner.logistic_C must be > 0"),
         (dict(num_bootstrap=1), "OBDOPERunner.num_bootstrap"),
         (dict(bts_dist="posterior"), "OBDOPERunner.bts_dist"),
         (dict(reward_model="forest"), "OBDOPERunner.reward_model"),
