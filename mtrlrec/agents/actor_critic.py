@@ -47,6 +47,7 @@ import jax.numpy as jnp
 
 from mtrlrec.agents.policy_gradient import (PolicyGradientBase, _zeros_like_spec,
                                              explained_variance)
+from mtrlrec.agents.warm_start import SlateWarmStart
 from mtrlrec.core.errors import ConfigError, check_float, check_int
 from mtrlrec.models import policies
 from mtrlrec.train.rollout import gae
@@ -93,9 +94,13 @@ class _ActorCritic(PolicyGradientBase):
 
     def __init__(self, rollout_length, num_epochs, num_minibatches, learning_rate, clip_epsilon,
                  entropy_coef, value_coef, gamma, gae_lambda, max_grad_norm, hidden_sizes,
-                 tasks, task_weights):
+                 tasks, task_weights, warm_start=None):
         o = self._owner
         self._common_init(hidden_sizes, learning_rate, max_grad_norm, tasks, task_weights)
+        if warm_start is not None and not isinstance(warm_start, SlateWarmStart):
+            raise ConfigError(f"{o}.warm_start must be @SlateWarmStart() or None, got "
+                              f"{warm_start!r}.")
+        self.warm_start = warm_start
         self.rollout_length = check_int(f"{o}.rollout_length", rollout_length, min_value=1)
         self.learn_every = self.rollout_length
         self.num_epochs = check_int(f"{o}.num_epochs", num_epochs, min_value=1)
@@ -123,8 +128,15 @@ class _ActorCritic(PolicyGradientBase):
                 f"num_envs={num_envs}).")
 
     # -- the contract ------------------------------------------------------------------
+    def check_compatible(self, obs_spec, action_spec):
+        super().check_compatible(obs_spec, action_spec)
+        if self.warm_start is not None and not self.slate:
+            raise ConfigError(f"{self._owner}.warm_start needs a slate environment.")
+
     def init(self, key, obs_spec, action_spec):
         params = self.init_params(key, obs_spec, action_spec)
+        if self.warm_start is not None:  # supervised pretraining on a log, per seed
+            params = self.warm_start.pretrain(jax.random.fold_in(key, 1), self.network(), params)
         n, t, nt = self.num_envs, self.rollout_length, self.num_tasks
 
         def zeros(spec_shape, dtype=jnp.float32):
@@ -237,6 +249,8 @@ _DOC_ARGS = """
       tasks: ``info`` entries that are the feedback tasks (one value head each);
         ``()``: the reward is the task (its components for a vector reward).
       task_weights: scalarisation ``w_t`` of the tasks.
+      warm_start: optional ``@SlateWarmStart()``: supervised pretraining of the
+        policy on a logged simulator run, in ``init`` (:mod:`mtrlrec.agents.warm_start`).
 """
 
 
@@ -251,10 +265,11 @@ class PPO(_ActorCritic):
                  entropy_coef: float = 0.01, value_coef: float = 0.5, gamma: float = 0.99,
                  gae_lambda: float = 0.95, max_grad_norm: float = 0.5,
                  hidden_sizes: Sequence[int] = (64,), tasks: Sequence[str] = (),
-                 task_weights: Sequence[float] | None = None):
+                 task_weights: Sequence[float] | None = None,
+                 warm_start: SlateWarmStart | None = None):
         super().__init__(rollout_length, num_epochs, num_minibatches, learning_rate,
                          clip_epsilon, entropy_coef, value_coef, gamma, gae_lambda,
-                         max_grad_norm, hidden_sizes, tasks, task_weights)
+                         max_grad_norm, hidden_sizes, tasks, task_weights, warm_start)
 
 
 @gin.configurable
@@ -269,10 +284,11 @@ class A2C(_ActorCritic):
                  entropy_coef: float = 0.01, value_coef: float = 0.5, gamma: float = 0.99,
                  gae_lambda: float = 1.0, max_grad_norm: float = 0.5,
                  hidden_sizes: Sequence[int] = (64,), tasks: Sequence[str] = (),
-                 task_weights: Sequence[float] | None = None, clip_epsilon: float = 0.2):
+                 task_weights: Sequence[float] | None = None, clip_epsilon: float = 0.2,
+                 warm_start: SlateWarmStart | None = None):
         super().__init__(rollout_length, 1, 1, learning_rate, clip_epsilon, entropy_coef,
                          value_coef, gamma, gae_lambda, max_grad_norm, hidden_sizes, tasks,
-                         task_weights)
+                         task_weights, warm_start)
 
 
 __all__ = ["A2C", "PPO", "ActorCriticHParams", "ActorCriticState", "Rollout"]
