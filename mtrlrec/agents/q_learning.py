@@ -30,6 +30,7 @@ scalarisation :math:`\sum_t w_t Q_t`.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import flax.struct
@@ -41,6 +42,9 @@ from mtrlrec.core.agent import Agent
 from mtrlrec.core.errors import ConfigError, check_float, check_floats, check_int
 from mtrlrec.core.spaces import Dict, Slate
 from mtrlrec.train import replay
+
+
+MAX_REPLAY_BYTES = 2 * 2**30
 
 
 @flax.struct.dataclass
@@ -151,6 +155,15 @@ class SlateQLearner(Agent):
         if self.replay_capacity < self.window + 1:
             raise ConfigError(f"{n}.replay_capacity={self.replay_capacity} is too small for "
                               f"windows of {self.window} steps.")
+        # Observation and next observation of every stored transition, float32.
+        per = 8 * sum(math.prod(obs_spec.spaces[k].shape) for k in ("user", "doc"))
+        total = self.replay_capacity * self._num_envs * per
+        if total > MAX_REPLAY_BYTES:
+            raise ConfigError(
+                f"{n}.replay_capacity={self.replay_capacity:,} slots x {self._num_envs} users x "
+                f"{per:,} bytes = {total / 2**30:.1f} GiB of replay per learner (and per seed), "
+                f"more than {MAX_REPLAY_BYTES / 2**30:.0f} GiB; lower {n}.replay_capacity (it "
+                "counts loop steps, each holding num_envs transitions).")
 
     def _check_slate(self, m: int, k: int) -> None:
         """Subclasses refuse slate sizes and candidate counts they cannot serve."""

@@ -44,6 +44,12 @@ def user_episode_stats(out: loop.LoopOutput) -> dict[str, np.ndarray]:
         raise ConfigError("episode_summary needs an evaluation phase: OnlineRunner.num_steps = 0 "
                           "with OnlineRunner.eval_episodes = 1 (one episode per user).")
 
+    if "reward" not in u:  # a vector reward logs reward/<task>: no return to report
+        raise ConfigError(
+            "episode_summary needs a scalar reward; this environment returns per-task rewards "
+            f"({sorted(k for k in u if k.startswith('reward/'))}): use @slate_task_summary, or "
+            "scalarise the reward in the environment (SlateEnv.reward_weights).")
+
     def get(name):
         return np.asarray(u[name], np.float64) if name in u else np.zeros_like(u["steps"])
 
@@ -124,6 +130,42 @@ def episode_summary(out: loop.LoopOutput, env: Environment, se_over: str = "auto
                                "episodes (seeds × users, one episode each)"))
 
 
+TASKS = ("click", "purchase", "watch_time", "return")
+
+
+@gin.configurable
+def slate_task_summary(out: loop.LoopOutput, env: Environment,
+                       weights: tuple = (1.0, 5.0, 0.0, 0.0)) -> Result:
+    """Per-task statistics of the last evaluation (one episode per user) on the multi-task
+    slate simulator, whatever reward the agent was trained on.
+
+    Per seed (the table's mean ± SE are over seeds, each a different learner):
+    ``ctr`` and ``purchase_rate`` (clicks and purchases per step, pooled over the
+    users), ``scalarised_return`` (:math:`\sum_t w_t` times each task's episode
+    total, ``weights`` in the order click, purchase, watch time, return; the
+    seed's click 1, purchase 5 by default), ``watch_time`` and ``episode_length``
+    per episode, and ``returned`` (share of users who come back).
+    """
+    u = out.eval_users
+    if not u or "click" not in u:
+        raise ConfigError("slate_task_summary needs an evaluation phase on the slate simulator "
+                          "(OnlineRunner.eval_every with eval_episodes = 1).")
+    if len(weights) != len(TASKS):
+        raise ConfigError(f"slate_task_summary.weights needs {len(TASKS)} values {list(TASKS)}, "
+                          f"got {list(weights)}.")
+    get = {k: np.asarray(u[k], np.float64) for k in TASKS + ("steps",)}  # [S, N]
+    steps = get["steps"].sum(-1)
+    final = {
+        "ctr": get["click"].sum(-1) / steps,
+        "purchase_rate": get["purchase"].sum(-1) / steps,
+        "scalarised_return": sum(w * get[k] for w, k in zip(weights, TASKS)).mean(-1),
+        "watch_time": get["watch_time"].mean(-1),
+        "episode_length": get["steps"].mean(-1),
+        "returned": get["return"].mean(-1),
+    }
+    return Result(final=final, primary=None)
+
+
 def evaluate_episodes(env: Environment, agent: Agent, *, num_users: int, seed: int = 0,
                       max_steps: int = 27_000, params: Any = None) -> dict[str, np.ndarray]:
     """One episode for each of ``num_users`` fresh users; per-user ``[N]`` statistics.
@@ -136,4 +178,5 @@ def evaluate_episodes(env: Environment, agent: Agent, *, num_users: int, seed: i
     return {k: v[0] for k, v in user_episode_stats(out).items()}
 
 
-__all__ = ["episode_summary", "evaluate_episodes", "summarize", "user_episode_stats"]
+__all__ = ["episode_summary", "evaluate_episodes", "slate_task_summary", "summarize",
+           "user_episode_stats"]

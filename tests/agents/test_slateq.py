@@ -153,3 +153,6 @@ def test_bad_input_is_one_clear_line():
         loop.run(big, FullSlateQ(hidden=(8,)), num_steps=8, log_every=8)
     with pytest.raises(ConfigError, match=r"SlateQ.select='optimal' enumerates C\(30, 5\)"):
         loop.run(big, SlateQ(hidden=(8,), select="optimal"), num_steps=8, log_every=8)
+    with pytest.raises(ConfigError, match=r"GiB of replay per learner"):
+        loop.run(env, SlateQ(hidden=(8,), replay_capacity=2_000_000), num_steps=8, log_every=8,
+                 num_envs=4)
