@@ -140,3 +140,17 @@ def test_supervised_warm_start_fits_the_clicked_items():
                  log_every=16)
     with pytest.raises(ConfigError, match=r"SlateWarmStart\.learning_rate"):
         SlateWarmStart(env=env, learning_rate=-1.0)
+
+
+def test_quick_policy_gradient_slate_table_row(tmp_path):
+    """The slate table's spec parses and a quick row (warm start then PPO) runs in the harness.
+
+    The whole quick table (13 rows) compiles for minutes, so CI runs one row.
+    """
+    from mtrlrec.bench.runner import run_table
+
+    _, table = run_table("policy_gradient_slate", quick=True, rows=["mt_ppo_warm"],
+                         out=str(tmp_path / "pg"), progress=False)
+    cell = table.cells[("mt_ppo_warm", "reward")]
+    assert math.isfinite(cell.mean) and cell.mean > 0
+    assert all(s in ("not judged (quick)", "not run") for _, s in table.checks)
