@@ -120,12 +120,10 @@ def slate_log_prob(log_probs: jax.Array, slate: jax.Array) -> jax.Array:
     Returns:
       scalar ``Σ_j ℓ_{a_j} − log Σ_{i ∉ a_{<j}} e^{ℓ_i}``.
     """
-    k = slate.shape[0]
     chosen = log_probs[slate]  # [k]
     taken = jax.nn.one_hot(slate, log_probs.shape[0], dtype=jnp.bool_)  # [k, m]
     before = jnp.cumsum(taken, axis=0) - taken  # items taken at positions < j
     masked = jnp.where(before > 0, -jnp.inf, log_probs[None, :])  # [k, m]
-    del k
     return jnp.sum(chosen - jax.nn.logsumexp(masked, axis=-1))
 
 
