@@ -459,6 +459,11 @@ def test_run_json_records_absolute_paths(reference, exp_dir):
      "OnlineRunner.init_from='runs/nope': no such run directory or checkpoint file."),
     (["experiments/ads/click_only.gin", "--gin_param", "OnlineRunner.summary = @pricing_summary"],
      "OnlineRunner.summary = @pricing_summary needs a DynamicPricing env, got AdPlacement."),
+    (["experiments/quickstart.gin", "--gin_param",
+      "OnlineRunner.task_sampler = @BanditTaskDistribution"],
+     "OnlineRunner.task_sampler must be a function key -> env params, or a task distribution "
+     "with sample(key, num) such as @BanditTaskDistribution(); got the class "
+     "BanditTaskDistribution (write @BanditTaskDistribution() to build one)."),
 ])
 def test_engine_mistakes_are_one_line_before_anything_is_written(capsys, tmp_path, args, needle):
     out = tmp_path / "r"
@@ -570,3 +575,14 @@ def test_primary_is_checked_before_compiling(capsys, tmp_path, exp_dir, monkeypa
     one_line_error(rc, err, "OnlineRunner.primary='regert' is not a metric of this run",
                    "'cumulative_regret'")
     assert not out.exists()
+
+
+def test_task_distribution_as_online_task_sampler(capsys, tmp_path):
+    """``OnlineRunner.task_sampler = @BanditTaskDistribution()`` (as ABTestRunner takes it):
+    each seed runs on its own arm means (it was a TypeError traceback)."""
+    rc, _, err = run(capsys, "run", QS, *TINY, "--out", tmp_path / "r", "--gin_param",
+                     "OnlineRunner.task_sampler = @BanditTaskDistribution()", "--gin_param",
+                     "BanditTaskDistribution.num_arms = 10")
+    assert rc == 0, err
+    regret = load_result(tmp_path / "r" / "result.npz").final["cumulative_regret"]
+    assert regret.shape == (3,) and len(set(regret.tolist())) == 3

@@ -87,7 +87,8 @@ class OnlineRunner:
         name, env params as ``'env.<field>'``), run as one compiled call.
       wrappers: environment wrappers applied in order, as Gin class references
         (``[@TimeLimit]``); episodic envs get :class:`EpisodeStatistics` last.
-      task_sampler: optional ``sampler(key) -> env params``; each seed then
+      task_sampler: optional ``sampler(key) -> env params``, or a task distribution
+        with ``sample(key, num)`` (``@BanditTaskDistribution()``); each seed then
         runs on its own task (e.g. arm means drawn from a prior).
       primary: the main curve; default ``cumulative_regret`` if the env reports
         regret, else ``episode_return`` for episodic envs, else ``reward``.
@@ -196,6 +197,12 @@ class OnlineRunner:
         sweep, _ = loop.check_sweep(hparams, agent, self.env, self.env.default_params(),
                                     task_sampler is not None, owner="OnlineRunner.hparams")
         self.hparams = {k: np.asarray(v) for k, v in sweep.items()}
+        if task_sampler is not None and (isinstance(task_sampler, type) or not (
+                callable(task_sampler) or callable(getattr(task_sampler, "sample", None)))):
+            raise ConfigError(
+                "OnlineRunner.task_sampler must be a function key -> env params, or a task "
+                f"distribution with sample(key, num) such as @BanditTaskDistribution(); got "
+                f"{_describe(task_sampler)}.")
         self.task_sampler = task_sampler
         self.primary = primary
         self.num_chunks = num_chunks
@@ -219,8 +226,11 @@ class OnlineRunner:
         env_params = None
         per_seed = False
         if self.task_sampler is not None:
-            keys = jax.random.split(jax.random.PRNGKey(ctx.seed + 1_000_003), ctx.num_seeds)
-            env_params = jax.vmap(self.task_sampler)(keys)
+            key = jax.random.PRNGKey(ctx.seed + 1_000_003)
+            if callable(getattr(self.task_sampler, "sample", None)):  # a task distribution
+                env_params = self.task_sampler.sample(key, ctx.num_seeds)
+            else:
+                env_params = jax.vmap(self.task_sampler)(jax.random.split(key, ctx.num_seeds))
             per_seed = True
         labels = sweep_labels(self.hparams)
         init_state = None
