@@ -44,8 +44,11 @@ def _rollout(agent, env, num_envs, steps, key):
     obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
         jax.random.split(k_env, num_envs), params)
     state = agent.init(k_agent, env.observation_spec(params), env.action_spec(params))
-    for t in range(steps):
-        key, k_act, k_step = jax.random.split(key, 3)
+
+    @jax.jit
+    def one(carry, key):
+        state, obs, env_state = carry
+        k_act, k_step = jax.random.split(key)
         action, state, act_info = agent.act(k_act, state, obs)
         nobs, env_state, reward, term, trunc, info = jax.vmap(
             env.step, in_axes=(0, 0, 0, None))(jax.random.split(k_step, num_envs), env_state,
@@ -53,7 +56,9 @@ def _rollout(agent, env, num_envs, steps, key):
         state = agent.observe(k_act, state, Transition(obs, action, reward, nobs, term, trunc,
                                                        act_info, info))
         state = agent.reset_trial(k_act, state, info["trial_done"])
-        obs = nobs
+        return (state, nobs, env_state), None
+
+    (state, _, _), _ = jax.lax.scan(one, (state, obs, env_state), jax.random.split(key, steps))
     return state
 
 
@@ -129,8 +134,8 @@ def test_optimistic_ts_prefers_the_posterior_mode():
         agent = ThompsonSampling(optimistic_samples=m)
         s = agent.init(jax.random.PRNGKey(0), env.observation_spec(p), env.action_spec(p))
         s = s.replace(alpha=jnp.array([3.0, 2.0]), beta=jnp.array([2.0, 3.0]))
-        keys = jax.random.split(jax.random.PRNGKey(1), 4000)
-        a = jax.vmap(lambda k: agent.act(k, s, None)[0])(keys)
+        keys = jax.random.split(jax.random.PRNGKey(1), 2000)
+        a = jax.jit(jax.vmap(lambda k: agent.act(k, s, None)[0]))(keys)
         picks[m] = float(jnp.mean(a == 0))
     # TS plays arm 0 with P(θ0 > θ1) ≈ 0.76; the highest-density of 20 draws is near the
     # mode (2/3, 1/3) and plays it almost always.
