@@ -106,9 +106,10 @@ class RL2(Agent):
       value_coef: c_V >= 0 (swept).
       reward_scale: rewards are multiplied by this > 0 for the critic and GAE
         (swept). Returns of long trials (up to n = 100 with γ = 1) give value
-        gradients that swamp the policy's under global-norm clipping; about 1/n
-        keeps the value targets O(1). Advantages are standardised, so the policy
-        gradient does not depend on it otherwise.
+        gradients that swamp the policy's under global-norm clipping; 0.02 keeps
+        the value targets O(1) at n = 100. At n = 10 the unscaled rewards learned
+        faster (k = 5: 6.54 against 5.76 with 0.1, same budget). Advantages are
+        standardised, so the policy gradient does not depend on it otherwise.
       epochs: gradient steps per rollout (1: A2C; > 1: PPO with ``clip``).
       clip: PPO ratio clip ε > 0.
       max_grad_norm: global-norm gradient clip > 0.
