@@ -533,6 +533,13 @@ def use_cpu_cores(devices: int | None = None) -> int:
                               f"{chosen} CPU devices); give only one of them.")
         return 0
     n = cpu_cores() if devices is None else devices
+    flags = os.environ.get("XLA_FLAGS", "")
+    if n > 1 and "collective_call_terminate_timeout" not in flags:
+        # XLA aborts the process when a device thread misses a collective's rendezvous
+        # for 40 s; on an oversubscribed CPU one device's thread can be starved that
+        # long, and a table run of hours died of it. Wait instead.
+        os.environ["XLA_FLAGS"] = (
+            flags + " --xla_cpu_collective_call_terminate_timeout_seconds=86400").strip()
     try:
         jax.config.update("jax_num_cpu_devices", n)
     except RuntimeError:
