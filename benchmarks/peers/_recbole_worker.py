@@ -9,6 +9,7 @@ training epoch (``Trainer._train_epoch`` timed from outside), and for ``Pop``
 also RecBole's per-item counts beside the true training counts.
 
 Usage: python _recbole_worker.py MODEL SEED MAX_EPOCHS THREADS DATA_DIR OUT.json
+  MAX_EPOCHS = -M: time the first M batches of an epoch only (extrapolated to the epoch)
   DATA_DIR holds ml-100k/ml-100k.inter (mtrlrec data movielens).
 """
 
@@ -75,6 +76,23 @@ def timed(*a, **k):
     return r
 
 
+if max_epochs < 0:
+    # timing only: -M = the first M training batches of one epoch, extrapolated to
+    # the epoch's len(train_data) batches (RecBole's SASRec epoch is minutes of CPU)
+    import itertools
+
+    n_batches, m = len(train_data), -max_epochs
+    model.train()
+    c, t = time.process_time(), time.perf_counter()
+    trainer._train_epoch(list(itertools.islice(iter(train_data), m)), 0, show_progress=False)
+    cpu, wall = time.process_time() - c, time.perf_counter() - t
+    res = {"model": model_name, "seed": seed, "timing_batches": m, "batches_per_epoch": n_batches,
+           "epoch_cpu_seconds": [cpu / m * n_batches], "epoch_seconds": [wall / m * n_batches],
+           "threads": threads, "torch": torch.__version__, "test": {}, "epochs": 0, "wall": wall}
+    with open(out, "w") as f:
+        json.dump(res, f)
+    print(json.dumps(res))
+    sys.exit(0)
 trainer._train_epoch = timed
 t0 = time.time()
 best_valid, valid_result = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
