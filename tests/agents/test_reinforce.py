@@ -128,3 +128,16 @@ def test_learns_from_a_log_written_by_another_policy_on_slates():
     assert bl[-1] < bl[0]
     assert np.isfinite(out.metrics["agent/loss"]).all()
     assert np.isfinite(out.eval_metrics["eval/reward"]).all()
+
+
+def test_learning_rate_sweep_is_checked_and_vmapped():
+    """A swept learning rate lives in state.hparams: one compiled call; a negative one is refused."""
+    common = dict(top_k=2, behaviour="stratified", rollout_length=1, gamma=0.0,
+                  optimizer="sgd", max_grad_norm=1e3)
+    with pytest.raises(ConfigError, match=r"TopKReinforce\.learning_rate must be > 0"):
+        loop.run(toy(), TopKReinforce(**common), num_steps=1, num_envs=10, log_every=1,
+                 hparams={"learning_rate": [0.1, -0.1]})
+    out = loop.run(toy(), TopKReinforce(**common), num_steps=1, num_envs=10, log_every=1,
+                   hparams={"learning_rate": [0.1, 0.2]})
+    logits = np.asarray(out.carry.agent_state.params["params"]["logits"])  # [H, S, A]
+    np.testing.assert_allclose(logits[1], 2 * logits[0], rtol=1e-5, atol=1e-6)
