@@ -67,6 +67,9 @@ class SlateDQN(SlateQLearner):
         ``'shared_bottom'``/``'mmoe'`` torsos the last one is the task towers.
       torso: ``'mlp'``, ``'shared_bottom'`` or ``'mmoe'``.
       num_experts: experts of the MMoE torso.
+      user_state: ``'observed'`` (the user's interests), or ``'gru'``/``'transformer'``
+        over the recent clicks of a :class:`~mtrlrec.envs.slate_history.ClickHistory` env.
+      state_features: size of that encoded state.
       n_step: steps of the bootstrapped return.
       double: double DQN (online argmax, target value).
       reward_weights: scalarisation of a vector reward (click 1, purchase 5, ...);
@@ -96,13 +99,14 @@ class SlateDQN(SlateQLearner):
         self.double = bool(double)
 
     def _network(self):
-        return ItemwiseQ(self.hidden, self.num_tasks, self.torso, self.num_experts)
+        return ItemwiseQ(self.hidden, self.num_tasks, self.torso, self.num_experts,
+                         self.user_state, self.state_features)
 
-    def _init_params(self, key, user, doc):
-        return self._network().init(key, user[None], doc[None])
+    def _init_params(self, key, obs):
+        return self._network().init(key, obs)
 
     def _greedy_slates(self, params, obs):
-        q = self.scalarise(self._network().apply(params, obs["user"], obs["doc"]))  # [N, m]
+        q = self.scalarise(self._network().apply(params, obs))  # [N, m]
         return jax.lax.top_k(q, self.slate_size)[1].astype(jnp.int32)
 
     def _sample(self, key, state):
@@ -111,11 +115,11 @@ class SlateDQN(SlateQLearner):
 
     def _loss(self, params, target, batch, hparams, key):
         net = self._network()
-        q = net.apply(params, batch.obs["user"], batch.obs["doc"])                 # [B, m, T]
+        q = net.apply(params, batch.obs)                                           # [B, m, T]
         q_shown = jnp.take_along_axis(q, batch.action[..., None], axis=1)          # [B, k, T]
         nxt = batch.next_obs
-        q_next_target = net.apply(target, nxt["user"], nxt["doc"])                  # [B, m, T]
-        q_next_select = net.apply(params, nxt["user"], nxt["doc"]) if self.double else q_next_target
+        q_next_target = net.apply(target, nxt)                                     # [B, m, T]
+        q_next_select = net.apply(params, nxt) if self.double else q_next_target
         best = jnp.argmax(self.scalarise(jax.lax.stop_gradient(q_next_select)), -1)  # [B]
         v_next = jnp.take_along_axis(q_next_target, best[:, None, None], axis=1)[:, 0]  # [B, T]
         click = batch.extras["click"]                                              # [B, k]
@@ -164,6 +168,9 @@ class FullSlateQ(SlateQLearner):
         self.double = bool(double)
 
     def _check_slate(self, m, k):
+        if self.user_state != "observed":
+            raise ConfigError("FullSlateQ reads the observed user and candidates; "
+                              f"FullSlateQ.user_state={self.user_state!r} is not supported.")
         count = math.perm(m, k)
         if count > MAX_FULL_SLATES or m ** k > 10 * MAX_FULL_SLATES:
             raise ConfigError(
@@ -178,8 +185,8 @@ class FullSlateQ(SlateQLearner):
     def _flat(obs):
         return jnp.concatenate([obs["user"], obs["doc"].reshape(obs["doc"].shape[:-2] + (-1,))], -1)
 
-    def _init_params(self, key, user, doc):
-        return self._network().init(key, self._flat({"user": user[None], "doc": doc[None]}))
+    def _init_params(self, key, obs):
+        return self._network().init(key, self._flat(obs))
 
     def _greedy_slates(self, params, obs):
         perms, _ = ordered_slates(self.num_candidates, self.slate_size)

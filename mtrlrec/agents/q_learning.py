@@ -26,6 +26,10 @@ simulator with ``reward_weights = None``: click, purchase, watch time, return) i
 scalarised with ``reward_weights``, or, with ``multi_task = True``, gets one Q
 head per task trained on its own TD target while the agent acts on the
 scalarisation :math:`\sum_t w_t Q_t`.
+
+State: the networks condition on ``user_state``: the observed interests (RecSim's
+fully observed user), or ``'gru'``/``'transformer'`` over the user's recent clicks
+(:class:`mtrlrec.envs.slate_history.ClickHistory`), learned end to end.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import optax
 from mtrlrec.core.agent import Agent
 from mtrlrec.core.errors import ConfigError, check_float, check_floats, check_int
 from mtrlrec.core.spaces import Dict, Slate
+from mtrlrec.models.state import USER_STATES
 from mtrlrec.train import replay
 
 
@@ -87,7 +92,7 @@ def batched(obs) -> tuple[Any, bool]:
 class SlateQLearner(Agent):
     """Base of the replay-based slate agents (see the module docstring).
 
-    Subclasses define ``_network()``, ``_init_params(key, user, doc)``,
+    Subclasses define ``_network()``, ``_init_params(key, obs)`` (``obs`` with a batch axis of 1),
     ``_greedy_slates(params, obs) -> [N, k]`` and
     ``_loss(params, target, batch, hparams) -> (loss, aux)``, and may set
     ``window`` (consecutive steps sampled per transition, 2 for SARSA) or
@@ -101,8 +106,13 @@ class SlateQLearner(Agent):
                  optimizer: str, batch_size: int, replay_capacity: int, min_replay: int,
                  update_period: int, target_update_period: int, target_tau: float | None,
                  epsilon_train: float, epsilon_eval: float, epsilon_decay_steps: int,
-                 loss: str, reward_weights: Sequence[float] | None, multi_task: bool):
+                 loss: str, reward_weights: Sequence[float] | None, multi_task: bool,
+                 user_state: str = "observed", state_features: int = 32):
         n = self.name
+        if user_state not in USER_STATES:
+            raise ConfigError(f"{n}.user_state must be one of {USER_STATES}, got {user_state!r}.")
+        self.user_state = user_state
+        self.state_features = check_int(f"{n}.state_features", state_features, min_value=1)
         self.hidden = tuple(check_int(f"{n}.hidden[{i}]", h, min_value=1)
                             for i, h in enumerate(hidden))
         if not self.hidden:
@@ -149,6 +159,10 @@ class SlateQLearner(Agent):
                 isinstance(obs_spec, Dict) and {"user", "doc"} <= set(obs_spec.spaces)):
             raise ConfigError(f"{n} needs a slate environment (observations {{'user', 'doc'}} "
                               f"and Slate actions), got {obs_spec} and {action_spec}.")
+        if self.user_state != "observed" and "history" not in obs_spec.spaces:
+            raise ConfigError(
+                f"{n}.user_state={self.user_state!r} encodes the user's recent clicks: wrap the "
+                "environment in ClickHistory (OnlineRunner.wrappers = [@ClickHistory]).")
         self.num_candidates = int(action_spec.num_candidates)
         self.slate_size = int(action_spec.slate_size)
         self._check_slate(self.num_candidates, self.slate_size)
@@ -156,7 +170,7 @@ class SlateQLearner(Agent):
             raise ConfigError(f"{n}.replay_capacity={self.replay_capacity} is too small for "
                               f"windows of {self.window} steps.")
         # Observation and next observation of every stored transition, float32.
-        per = 8 * sum(math.prod(obs_spec.spaces[k].shape) for k in ("user", "doc"))
+        per = 8 * sum(math.prod(sp.shape) for sp in obs_spec.spaces.values())
         total = self.replay_capacity * self._num_envs * per
         if total > MAX_REPLAY_BYTES:
             raise ConfigError(
@@ -210,14 +224,13 @@ class SlateQLearner(Agent):
     # -- the contract --------------------------------------------------------------
     def init(self, key, obs_spec, action_spec):
         self.check_compatible(obs_spec, action_spec)
-        user = jnp.zeros(obs_spec.spaces["user"].shape, jnp.float32)
-        doc = jnp.zeros(obs_spec.spaces["doc"].shape, jnp.float32)
-        params = self._init_params(key, user, doc)
+        obs = {k: jnp.zeros(sp.shape, jnp.float32) for k, sp in obs_spec.spaces.items()}
+        params = self._init_params(key, jax.tree.map(lambda x: x[None], obs))
         example = replay.Experience(
-            obs={"user": user, "doc": doc},
+            obs=obs,
             action=jnp.zeros((self.slate_size,), jnp.int32),
             reward=jnp.zeros((self.num_tasks,), jnp.float32),
-            next_obs={"user": user, "doc": doc},
+            next_obs=obs,
             terminated=False, truncated=False,
             extras=self._extras(jnp.zeros((self.slate_size,), jnp.float32),
                                 jnp.zeros((self.num_tasks,), jnp.float32)),
@@ -298,7 +311,7 @@ class SlateQLearner(Agent):
         """What is stored per transition besides the Experience fields."""
         return {"click": click}
 
-    def _init_params(self, key, user, doc):
+    def _init_params(self, key, obs):
         raise NotImplementedError
 
     def _greedy_slates(self, params, obs) -> jax.Array:

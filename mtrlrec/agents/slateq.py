@@ -47,7 +47,6 @@ from mtrlrec.agents.dqn import _DOPAMINE
 from mtrlrec.agents.q_learning import SlateQLearner
 from mtrlrec.core.errors import ConfigError
 from mtrlrec.envs.choice import ChoiceModel, MultinomialProportional
-from mtrlrec.models.encoders import MLP
 from mtrlrec.models.heads import ItemwiseQ
 
 TARGETS = ("sarsa",) + slate_optim.SELECTORS
@@ -107,28 +106,29 @@ class SlateQ(SlateQLearner):
 
     # -- networks ------------------------------------------------------------------
     def _q_net(self):
-        return ItemwiseQ(self.hidden, 1)
+        return ItemwiseQ(self.hidden, 1, user_state=self.user_state,
+                         state_features=self.state_features)
 
     def _choice_net(self):
-        return MLP(self.choice_hidden, output=1)
+        # The learned choice model scores [user state; item] like the Q network.
+        return ItemwiseQ(self.choice_hidden, 1, user_state=self.user_state,
+                         state_features=self.state_features)
 
-    def _init_params(self, key, user, doc):
+    def _init_params(self, key, obs):
         kq, kc = jax.random.split(key)
-        params = {"q": self._q_net().init(kq, user[None], doc[None])}
+        params = {"q": self._q_net().init(kq, obs)}
         if self.learned_choice:
-            x = jnp.concatenate([user, doc[0]])[None]
-            params["choice"] = {"f": self._choice_net().init(kc, x), "null": jnp.zeros(())}
+            params["choice"] = {"f": self._choice_net().init(kc, obs), "null": jnp.zeros(())}
         return params
 
     def q_values(self, params, obs) -> jax.Array:
         """:math:`\\bar Q(s, i)` ``[N, m]``."""
-        return self._q_net().apply(params["q"], obs["user"], obs["doc"])[..., 0]
+        return self._q_net().apply(params["q"], obs)[..., 0]
 
     def choice_logits(self, params, obs) -> tuple[jax.Array, jax.Array]:
         """Learned model: logits ``[N, m]`` of the items and ``[N]`` of no click."""
-        u = jnp.broadcast_to(obs["user"][:, None, :], obs["doc"].shape[:-1] + obs["user"].shape[-1:])
-        f = self._choice_net().apply(params["choice"]["f"], jnp.concatenate([u, obs["doc"]], -1))
-        return f[..., 0], jnp.broadcast_to(params["choice"]["null"], f.shape[:1])
+        f = self._choice_net().apply(params["choice"]["f"], obs)[..., 0]
+        return f, jnp.broadcast_to(params["choice"]["null"], f.shape[:1])
 
     def choice_weights(self, params, obs) -> tuple[jax.Array, jax.Array]:
         """``(v [N, m], v_null [N])`` of the conditional choice model."""

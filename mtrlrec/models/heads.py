@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from mtrlrec.core.errors import ConfigError
 from mtrlrec.models.encoders import MLP
 from mtrlrec.models.multitask import MixtureOfExperts, SharedBottom
+from mtrlrec.models.state import UserState
 
 TORSOS = ("mlp", "shared_bottom", "mmoe")
 
@@ -124,9 +125,11 @@ class BanditMLP(nn.Module):
 
 
 class ItemwiseQ(nn.Module):
-    r"""Item-wise, per-task Q-values: ``user [..., D_u]``, ``items [..., m, D_i]`` -> ``[..., m, T]``.
+    r"""Item-wise, per-task Q-values: ``obs`` (``doc [B, m, D_i]``, ...) -> ``[B, m, T]``.
 
-    Every candidate is scored from :math:`x_i = [u; d_i]` by one network
+    Every candidate is scored from :math:`x_i = [s; d_i]`, with :math:`s` the user
+    state (:class:`~mtrlrec.models.state.UserState`: the observed interests ``obs['user']``,
+    or a GRU/Transformer over ``obs['history']``), by one network
     (RecSim's SlateQ network is the ``'mlp'`` torso with ``hidden = (256, 32)``):
 
     * ``'mlp'``: :math:`Q(x_i) = W \, \mathrm{MLP}(x_i) + b \in \mathbb R^T`, the tasks
@@ -141,9 +144,13 @@ class ItemwiseQ(nn.Module):
     num_tasks: int = 1
     torso: str = "mlp"
     num_experts: int = 4
+    user_state: str = "observed"
+    state_features: int = 32
 
     @nn.compact
-    def __call__(self, user: jax.Array, items: jax.Array) -> jax.Array:
+    def __call__(self, obs) -> jax.Array:
+        user = UserState(self.user_state, self.state_features, name="user_state")(obs)
+        items = obs["doc"]
         u = jnp.broadcast_to(user[..., None, :], items.shape[:-1] + user.shape[-1:])
         x = jnp.concatenate([u, items], -1)
         if self.torso == "mlp":

@@ -28,7 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mtrlrec.agents.linear import _NeuralBase, context_dim, scalar_reward
+from mtrlrec.agents.linear import context_dim, scalar_reward
+from mtrlrec.agents.neural import _NeuralBase
 from mtrlrec.core.env import Environment
 from mtrlrec.core.errors import ConfigError, check_float, check_int
 from mtrlrec.core.spaces import num_actions

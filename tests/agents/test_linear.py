@@ -9,9 +9,10 @@ from mtrlrec.runners.online import OnlineRunner
 from mtrlrec.runners.summaries import wheel_summary
 from mtrlrec.train.contextual import run_contextual
 from mtrlrec.agents.linear import (
-    ContextualUniform, LinTS, LinUCB, NeuralEpsilonGreedy, NeuralLinear, cholesky_rank1_update,
-    nig_from_data, nig_mean_values, nig_observe, nig_prior, nig_sample_values, sherman_morrison,
+    ContextualUniform, LinTS, LinUCB, cholesky_rank1_update, nig_from_data, nig_mean_values,
+    nig_observe, nig_prior, nig_sample_values, sherman_morrison,
 )
+from mtrlrec.agents.neural import NeuralEpsilonGreedy, NeuralLinear
 from mtrlrec.core.errors import ConfigError
 from mtrlrec.core.spaces import Box, Discrete
 from mtrlrec.core.types import Transition

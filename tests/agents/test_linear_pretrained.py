@@ -10,7 +10,7 @@ import pytest
 from mtrlrec.runners.online import OnlineRunner
 from mtrlrec.runners.summaries import wheel_summary
 from mtrlrec.train.contextual import run_contextual
-from mtrlrec.agents.linear import NeuralEpsilonGreedy, NeuralLinear
+from mtrlrec.agents.neural import NeuralEpsilonGreedy, NeuralLinear
 from mtrlrec.models.heads import BanditMLP
 from mtrlrec.runners.pretrain import BanditPretrainRunner
 from mtrlrec.core.errors import ConfigError

@@ -20,6 +20,7 @@ from mtrlrec.core.errors import ConfigError
 from mtrlrec.core.wrappers import EpisodeStatistics
 from mtrlrec.envs.choice import ExponentialCascade, MultinomialLogit, MultinomialProportional
 from mtrlrec.envs.slate import SlateEnv
+from mtrlrec.envs.slate_history import ClickHistory
 from mtrlrec.train import loop
 from mtrlrec.experiment import load_result
 
@@ -129,9 +130,37 @@ def test_multitask_dqn_learns_per_task_heads_on_the_vector_reward():
     assert np.all(np.isfinite(out.metrics["agent/loss"]))
     assert out.metrics["agent/loss"][0, -1] > 0  # it trained (zero before the warm-up ends)
     assert out.carry.agent_state.buffer.data.reward.shape[-1] == 4  # per-task rewards stored
+    d = env.env.user_dim
     q = agent._network().apply(jax.tree.map(lambda x: x[0], out.carry.agent_state.params),
-                               jnp.zeros((3, env.env.user_dim)), jnp.zeros((3, 5, env.env.user_dim)))
+                               {"user": jnp.zeros((3, d)), "doc": jnp.zeros((3, 5, d))})
     assert q.shape == (3, 5, 4)  # one head per task
+
+
+def test_click_history_and_a_gru_user_state():
+    env = ClickHistory(SlateEnv(num_candidates=5, slate_size=2), length=3)
+    key = jax.random.PRNGKey(0)
+    obs, state = env.reset_env(key, env.default_params())
+    assert obs["history"].shape == (3, env.env.user_dim) and float(obs["history_mask"].sum()) == 0
+    clicks = 0
+    for t in range(30):  # the history holds the clicked candidates' features, newest last
+        action = jnp.array([0, 1])
+        doc = obs["doc"]
+        obs, state, _, _, _, info = env.step_env(jax.random.fold_in(key, t), state, action,
+                                                 env.default_params())
+        if info["slate_click"].sum() > 0:
+            clicks += 1
+            np.testing.assert_array_equal(obs["history"][-1], doc[int(jnp.argmax(info["slate_click"]))])
+        assert float(obs["history_mask"].sum()) == min(clicks, 3)
+    assert clicks > 0
+    # A SlateQ whose user state is a GRU over the clicks trains through the engine.
+    wrapped = EpisodeStatistics(env)
+    agent = SlateQ(hidden=(16,), user_state="gru", state_features=8, min_replay=50,
+                   batch_size=8, replay_capacity=100, epsilon_decay_steps=50, target_update_period=20)
+    out = loop.run(wrapped, agent, num_steps=200, num_seeds=1, log_every=100)
+    assert np.all(np.isfinite(out.metrics["agent/loss"])) and out.metrics["agent/loss"][0, -1] > 0
+    with pytest.raises(ConfigError, match=r"wrap the environment in ClickHistory"):
+        loop.run(EpisodeStatistics(SlateEnv(num_candidates=5, slate_size=2)),
+                 SlateQ(hidden=(8,), user_state="gru"), num_steps=8, log_every=8)
 
 
 def test_bad_input_is_one_clear_line():

@@ -8,7 +8,7 @@ import pytest
 
 from mtrlrec.agents.bandits import EpsilonGreedy, UCB1
 from mtrlrec.agents.initial import SoftmaxWarmStart
-from mtrlrec.agents.linear import NeuralEpsilonGreedy
+from mtrlrec.agents.neural import NeuralEpsilonGreedy
 from mtrlrec.core.agent import Agent, AgentState, PerUser
 from mtrlrec.core.errors import ConfigError
 from mtrlrec.core.wrappers import EpisodeStatistics, TimeLimit, Trials
