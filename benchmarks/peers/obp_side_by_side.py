@@ -171,6 +171,8 @@ def main(argv=None):
                 md, rows = compare(a.obp_python, c, e, a.n_sim, a.boot, a.mc_reps, tmp)
                 print(md, flush=True)
                 parts.append(md)
+                if a.out:  # written after every cell, so a long run leaves what it finished
+                    pathlib.Path(a.out).write_text("\n".join(parts) + "\n")
                 for name, v_obp, v_same, diff, v_mc, se in rows:
                     if math.isfinite(v_obp):
                         worst_det = max(worst_det, diff)
