@@ -1,7 +1,10 @@
 """Runs inside the obp 0.4.1 virtualenv (setup_obp_venv.sh); called by obp_side_by_side.py.
 
-For one (campaign, evaluation policy) it follows obp's own OBD example
-(examples/obd/evaluate_off_policy_estimators.py of obp 0.4.1): the behaviour log
+For one (campaign, evaluation policy) it follows the evaluation-of-OPE loop of
+obp's OBD example script (examples/obd/evaluate_off_policy_estimators.py:
+bootstrap resamples by sample_bootstrap_bandit_feedback(random_state=b), then
+evaluate_performance_of_estimators on each), with a logistic-regression reward
+model (C=100 is our setting, not obp's example configuration): the behaviour log
 from obp's bundled sample, the evaluation policy's action distribution
 (BernoulliTS(is_zozotown_prior=True).compute_batch_action_dist or Random),
 RegressionModel(LogisticRegression(C=100, max_iter=10000)) fitted with

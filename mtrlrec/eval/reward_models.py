@@ -5,8 +5,9 @@ r"""Reward models :math:`\hat q(x, a, k)` for the direct method and the doubly r
 * :func:`fit_logistic_reward_model` / :func:`logistic_inputs`: one L2 logistic
   regression with item, position and per-item context effects (fitted by Adam).
 * :func:`fit_obp_logistic` / :func:`predict_obp_logistic`: the model of Saito et al.
-  2021 (§5, and obp 0.4.1's ``RegressionModel(fitting_method='normal')`` with
-  ``LogisticRegression(C=100)`` as in obp's OBD examples): one logistic regression
+  2021 (§5, and obp 0.4.1's ``RegressionModel(fitting_method='normal')`` with an
+  sklearn ``LogisticRegression(C=100)`` base model; C = 100 is our setting, not
+  checked against obp's example configuration): one logistic regression
   **per position** on ``[context, action_context[a]]`` — obp's OBD features, the
   one-hot user features and the item's (label-encoded id, three hashed categories,
   ``item_feature_0``) — with cross-fitting over K folds. It minimises sklearn's
@@ -234,7 +235,7 @@ def kfold_ids(seed: int, n: int, num_folds: int) -> np.ndarray:
 
 @flax.struct.dataclass
 class PositionLogisticParams:
-    """:func:`fit_obp_logistic` parameters: ``w [F, P, d]`` and intercepts ``b [F, P]``.
+    r""":func:`fit_obp_logistic` parameters: ``w [F, P, d]`` and intercepts ``b [F, P]``.
 
     :math:`\hat q(x, a, k) = \sigma(b_{f,k} + w_{f,k}^\top [x, c_a])` for a row of fold f.
     """
@@ -298,7 +299,7 @@ def fit_obp_logistic(
       num_positions: P (static).
       fold: ``[n]`` fold ids (:func:`kfold_ids`), num_folds: K (static); fold f's
         models are trained on the rows of the other folds (K = 1: all rows).
-      C: sklearn's inverse regularisation strength (obp's OBD example: 100).
+      C: sklearn's inverse regularisation strength (default 100, our setting).
       iters: Newton steps.
       sample_weight: ``[n]`` row weights (bootstrap counts).
       init: warm start (e.g. the full-data fit when refitting on bootstrap

@@ -269,7 +269,7 @@ class OBDOPERunner:
         click rate per item and position) or ``'logistic'`` (one Adam-fitted
         logistic model with per-item context effects, fixed in the bootstrap).
         The empirical model's relative error is always reported beside it.
-      logistic_C: sklearn's C of the per-position logistic regressions (obp's OBD example: 100).
+      logistic_C: sklearn's C of the per-position logistic regressions (default 100, our setting).
       bts_dist: how the BTS evaluation policy's action distribution is obtained:
         ``'prior'`` (Monte Carlo over obp's production prior, as the paper) or
         ``'logged'`` (the item-position frequencies of the BTS log itself, a
