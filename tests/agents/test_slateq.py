@@ -185,3 +185,11 @@ def test_bad_input_is_one_clear_line():
     with pytest.raises(ConfigError, match=r"GiB of replay per learner"):
         loop.run(env, SlateQ(hidden=(8,), replay_capacity=2_000_000), num_steps=8, log_every=8,
                  num_envs=4)
+
+
+def test_a_diverging_q_network_stops_the_run_naming_seeds_and_step():
+    env = EpisodeStatistics(SlateEnv(num_candidates=5, slate_size=2))
+    agent = SlateDQN(hidden=(8,), learning_rate=1e30, min_replay=16, batch_size=8,
+                     replay_capacity=64, epsilon_decay_steps=10, target_update_period=8)
+    with pytest.raises(loop.Diverged, match=r"'agent/loss' became NaN .* step \d+ for seed\(s\) 0, 1"):
+        loop.run(env, agent, num_steps=64, num_seeds=2, log_every=8, num_chunks=4)
