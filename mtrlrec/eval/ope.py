@@ -77,6 +77,11 @@ class OPEInputs:
       q_logged: ``[n, R...]`` reward model at the logged action, :math:`\\hat q_i`.
       q_policy: ``[n, R...]`` reward model averaged over :math:`\\pi_e`, :math:`\\hat q^\\pi_i`.
       position: ``[n]`` int32 positions.
+      weight_lo: optional ``[n]`` float32 remainder ``w64 - float32(w64)`` of weights
+        computed in float64 on the host (:func:`make_inputs` with NumPy inputs), so
+        switch-DR's test :math:`w_i \le \tau` is decided as in float64: weights equal
+        to τ up to float32 rounding (uniform over 46 items against logged
+        propensities of 1/46) otherwise land on either side. None: no remainder.
     """
 
     weight: jax.Array
@@ -84,6 +89,7 @@ class OPEInputs:
     q_logged: jax.Array
     q_policy: jax.Array
     position: jax.Array
+    weight_lo: jax.Array | None = None
 
 
 # validation (host side, before compilation) lives in ope_checks.py
@@ -128,6 +134,7 @@ def make_inputs(action_dist, action, position, pscore, reward, q_hat=None) -> OP
     Returns:
       :class:`OPEInputs`.
     """
+    action_dist_in = action_dist
     action_dist = jnp.asarray(action_dist, jnp.float32)
     action = jnp.asarray(action, jnp.int32)
     position = jnp.asarray(position, jnp.int32)
@@ -141,8 +148,16 @@ def make_inputs(action_dist, action, position, pscore, reward, q_hat=None) -> OP
     q_pos = q_hat[rows, :, position]  # [n, A, R...]
     pi_pos = action_dist[rows, :, position]  # [n, A]
     q_policy = jnp.sum(_expand(pi_pos, q_pos) * q_pos, axis=1)
+    weight = importance_weights(action_dist, action, position, pscore)
+    weight_lo = None
+    if isinstance(action_dist_in, np.ndarray) and isinstance(pscore, np.ndarray):
+        # NumPy inputs: the weights in float64 on the host; keep what float32 lost
+        w64 = (action_dist_in.astype(np.float64)[np.arange(n), np.asarray(action), np.asarray(position)]
+               / pscore.astype(np.float64))
+        weight_lo = jnp.asarray(w64 - np.asarray(weight, np.float64), jnp.float32)
     return OPEInputs(
-        weight=importance_weights(action_dist, action, position, pscore),
+        weight_lo=weight_lo,
+        weight=weight,
         reward=reward,
         q_logged=q_logged,
         q_policy=q_policy,
@@ -181,7 +196,10 @@ def estimate(
     total_w = jnp.sum(c * w)
     resid = r - ql
     dm = jnp.sum(ce * qp, axis=0) / total
-    switch = _expand(c * w * (inputs.weight <= switch_tau), r)
+    # (w_hi - tau) is exact near tau (Sterbenz), so adding the float64 remainder
+    # decides w <= tau as float64 arithmetic would
+    lo = 0.0 if inputs.weight_lo is None else inputs.weight_lo
+    switch = _expand(c * w * ((inputs.weight - switch_tau) + lo <= 0), r)
     return {
         "ipw": jnp.sum(cw * r, axis=0) / total,
         "snipw": jnp.sum(cw * r, axis=0) / total_w,

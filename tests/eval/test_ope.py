@@ -284,3 +284,22 @@ def test_slate_size_mismatch_and_bad_slates_name_the_field():
         check_slate_log(slates, np.array([0.5, 0.0]), np.zeros((2, 2)), **ok)
     with pytest.raises(ConfigError, match=r"pscore\[0, 1\] = 1.5 must be in \(0, 1\]"):
         check_slate_log(slates, np.array([[0.5, 1.5], [1, 1]]), np.zeros((2, 2)), **ok)
+
+
+def test_switch_threshold_decided_as_in_float64():
+    """Weights equal to tau up to float32 rounding: NumPy inputs decide w <= tau as float64 does."""
+    n, a = 6, 46
+    pscore = np.array([1 / 46 * (1 + 1e-8), 1 / 46 * (1 - 1e-8)] * 3)  # w64 just below / above 1
+    dist = np.full((n, a, 1), 1 / 46)
+    action = np.zeros(n, int)
+    reward = np.ones(n)
+    inp = ope.make_inputs(dist, action, np.zeros(n, int), pscore, reward)
+    w64 = (1 / 46) / pscore
+    keep = w64 <= 1.0
+    expected = np.mean(np.where(keep, w64 * reward, 0.0))  # q_hat = 0: switch-DR = sum of kept terms
+    est = float(ope.estimate(inp, switch_tau=1.0)["switch_dr"])
+    assert keep.tolist() == [True, False] * 3
+    assert est == pytest.approx(expected, rel=1e-6)
+    # without the float64 remainder float32 cannot tell the two kinds of rows apart
+    same = np.asarray(inp.weight)
+    assert same[0] == same[1]
