@@ -20,7 +20,7 @@ r"""What the policy-gradient agents share: networks, batches of users, rollouts,
   = None``) makes its components the tasks, scalarised with ``task_weights``;
 * the optimiser: Adam's scaling (optax), gradient-norm clipping, and the step size
   ``state.hparams.learning_rate`` applied in ``learn``, so a sweep over the learning
-  rate is one compiled call (as the neural bandits of :mod:`mtrlrec.agents.linear`).
+  rate is one compiled call (as the neural bandits of :mod:`mtrlrec.agents.neural`).
 """
 
 from __future__ import annotations
