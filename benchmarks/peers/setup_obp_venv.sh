@@ -15,12 +15,8 @@
 # Then: python benchmarks/peers/obp_side_by_side.py --obp-python VENV_DIR/bin/python
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="${MTRLREC_CACHE:-$HOME/.cache/mtrlrec}"
-VENV="${1:-$ROOT/obp-venv}"
-PY="${PYTHON:-python3}"
-"$PY" -c 'import sys; assert (3, 8) <= sys.version_info[:2] <= (3, 11), "numpy 1.23 / pandas 1.5 need Python 3.8-3.11"'
-"$PY" -m venv "$VENV"
-"$VENV/bin/pip" install --quiet --upgrade "pip<25" wheel
+. "$HERE/_venv.sh"
+new_peer_venv obp-venv 8 11 "numpy 1.23 / pandas 1.5" "${1:-}"
 . "$HERE/_torch_cpu.sh"
 "$VENV/bin/pip" install --quiet "$(torch_cpu_spec)"
 "$VENV/bin/pip" install --quiet "numpy==1.23.5" "pandas==1.5.3" "scikit-learn==1.1.3" \

@@ -14,12 +14,9 @@
 #   default VENV_DIR: ${MTRLREC_CACHE:-~/.cache/mtrlrec}/recsim-venv
 # Then: python benchmarks/perf/slate_sim.py --recsim-python VENV_DIR/bin/python
 set -euo pipefail
-ROOT="${MTRLREC_CACHE:-$HOME/.cache/mtrlrec}"
-VENV="${1:-$ROOT/recsim-venv}"
-PY="${PYTHON:-python3}"
-"$PY" -c 'import sys; assert (3, 9) <= sys.version_info[:2] <= (3, 11), "TensorFlow 2.15 needs Python 3.9-3.11"'
-"$PY" -m venv "$VENV"
-"$VENV/bin/pip" install --quiet --upgrade "pip<25" wheel
+HERE="$(cd "$(dirname "$0")" && pwd)"
+. "$HERE/../peers/_venv.sh"
+new_peer_venv recsim-venv 9 11 "TensorFlow 2.15" "${1:-}"
 "$VENV/bin/pip" install --quiet "numpy<1.24" "tensorflow-cpu==2.15.*" "gym==0.25.2" \
     "gin-config" "absl-py" "scipy<1.12" "opencv-python-headless<4.9"
 "$VENV/bin/pip" install --quiet --no-deps "dopamine-rl==3.2.1" "recsim==0.2.4"
