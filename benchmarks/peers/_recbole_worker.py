@@ -34,6 +34,8 @@ from recbole.data import create_dataset, data_preparation  # noqa: E402
 from recbole.utils import get_model, get_trainer, init_seed  # noqa: E402
 
 tmp = tempfile.mkdtemp()
+data_dir, out = os.path.abspath(data_dir), os.path.abspath(out)
+os.chdir(tmp)  # RecBole writes log/ and log_tensorboard/ into the working directory
 sequential = model_name in ("GRU4Rec", "SASRec")
 cfg = {
     "data_path": data_dir, "dataset": "ml-100k", "seed": seed, "reproducibility": True,
