@@ -1,0 +1,182 @@
+"""The meta policy-gradient over item representations (mtrlrec/agents/meta.py), the user
+population (mtrlrec/envs/population.py) and the cold-start summary."""
+
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mtrlrec.agents.meta import MetaPGHParams, MetaPolicyGradient, UserState, inner_step
+from mtrlrec.core.errors import ConfigError
+from mtrlrec.core.types import Transition
+from mtrlrec.core.wrappers import Trials
+from mtrlrec.envs.meta import RL2Inputs
+from mtrlrec.envs.population import MarketPopulation, UserPopulation, population_prior_logits
+
+
+def _hp(inner_lr=0.5, alpha=0.8):
+    f = jnp.float32
+    return MetaPGHParams(f(inner_lr), f(0.01), f(alpha), f(0.0), f(0.0), f(0.9), f(1.0))
+
+
+# -- bad input ------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs, binding", [
+    ({"alpha": 1.5}, "MetaPolicyGradient.alpha"),
+    ({"alpha": -0.1}, "MetaPolicyGradient.alpha"),
+    ({"inner_lr": 0.0}, "MetaPolicyGradient.inner_lr"),
+    ({"inner_lr": -1.0}, "MetaPolicyGradient.inner_lr"),
+    ({"meta_gradient": "second"}, "MetaPolicyGradient.meta_gradient"),
+    ({"patience": 5}, "MetaPolicyGradient.val_users"),
+])
+def test_bad_hyperparameters_name_the_binding(kwargs, binding):
+    with pytest.raises(ConfigError, match=binding):
+        MetaPolicyGradient(**kwargs)
+
+
+def test_swept_alpha_is_checked_like_the_binding():
+    agent = MetaPolicyGradient()
+    agent.check_hparam("alpha", 0.3)
+    with pytest.raises(ConfigError, match="MetaPolicyGradient.alpha"):
+        agent.check_hparam("alpha", 1.2)
+
+
+def test_bad_population_and_trials():
+    with pytest.raises(ConfigError, match="UserPopulation.user_std"):
+        UserPopulation(user_std=-1.0)
+    with pytest.raises(ConfigError, match="MarketPopulation.std"):
+        MarketPopulation(std=(1.0, -0.2, 0.1))
+    with pytest.raises(ConfigError, match="horizons"):
+        UserPopulation(horizons=(50, 10))
+    env = UserPopulation(num_items=4, dim=2)
+    with pytest.raises(ConfigError, match="Trials.length"):
+        Trials(env, env, 0)
+
+
+def test_needs_items_and_last_interaction():
+    agent = MetaPolicyGradient()
+    env = UserPopulation(num_items=4, dim=2)  # constant observation, no RL2Inputs
+    with pytest.raises(ConfigError, match="RL2Inputs"):
+        agent.check_compatible(env.observation_spec(), env.action_spec())
+
+
+# -- the population -------------------------------------------------------------------
+def test_population_shared_structure_and_horizon_metrics():
+    env = UserPopulation(num_items=6, dim=3, mean_norm=1.0, user_std=0.5)
+    users = env.sample(jax.random.PRNGKey(0), 4000)
+    assert users.u.shape == (4000, 3)
+    np.testing.assert_allclose(users.u.mean(0), env.mean, atol=0.03)
+    np.testing.assert_allclose(users.u.std(0), 0.5, atol=0.03)
+    u0 = jax.tree.map(lambda a: a[0], users)
+    _, state = env.reset_env(jax.random.PRNGKey(1), u0)
+    obs, state, r, _, _, info = env.step_env(jax.random.PRNGKey(2), state, 1, u0)
+    assert set(info) >= {"click", "regret", "first10", "first50", "first200"}
+    assert float(info["first10"]) == float(r) and int(state.t) == 1
+    expert = population_prior_logits(env, num_users=500)
+    assert len(expert) == 6 and np.all(np.isfinite(expert))
+    market = MarketPopulation()
+    assert market.num_arms == 16 and market.values.max() == 8.0
+
+
+# -- the inner step, by hand ------------------------------------------------------------
+def test_inner_step_hand_computed():
+    h = jnp.asarray([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    theta = {"W": jnp.zeros((2, 2)), "v": jnp.zeros(2), "b": jnp.zeros(3)}
+    u = UserState(theta, jnp.zeros(2), jnp.float32(0.0), jnp.float32(0.0))
+    out = inner_step(h, theta, u, 1, jnp.float32(1.0), jnp.bool_(True), _hp(0.5, 0.8))
+    # d log softmax / db = onehot(a) - 1/3; d/dv = h_a - mean h; dW = (h_a - mean h) s^T = 0.
+    np.testing.assert_allclose(out.theta["b"], 0.5 * (np.eye(3)[1] - 1 / 3), rtol=1e-6)
+    np.testing.assert_allclose(out.theta["v"], 0.5 * (np.asarray([0, 1]) - np.asarray([2, 2]) / 3),
+                               rtol=1e-6)
+    np.testing.assert_allclose(out.theta["W"], 0.0)
+    np.testing.assert_allclose(out.s, 0.2 * np.asarray([0.0, 1.0]), rtol=1e-6)  # (1 - α) h_a
+    assert float(out.rbar) == 1.0 and float(out.n) == 1.0
+    # No click: the state keeps s; no interaction (after a reset): nothing moves.
+    out0 = inner_step(h, theta, u, 1, jnp.float32(0.0), jnp.bool_(True), _hp())
+    np.testing.assert_allclose(out0.s, 0.0)
+    none = inner_step(h, theta, u, 1, jnp.float32(1.0), jnp.bool_(False), _hp())
+    np.testing.assert_allclose(none.theta["b"], 0.0)
+
+
+# -- act / observe / replay / learn on a tiny population --------------------------------
+@pytest.fixture(scope="module")
+def tiny():
+    k, d, n, t = 5, 3, 4, 6
+    pop = UserPopulation(num_items=k, dim=d, observation="items", horizons=(2, 6))
+    env = Trials(RL2Inputs(pop), pop, t)
+    out = {}
+    for mode in ("maml", "first_order"):
+        agent = MetaPolicyGradient(hidden=(8,), embed_dim=4, meta_gradient=mode,
+                                   rollout_length=t, outer_lr=0.05, inner_lr=1.0)
+        agent.check_compatible(env.observation_spec(), env.action_spec())
+        agent.check_num_envs(n)
+        state = agent.init(jax.random.PRNGKey(0), env.observation_spec(), env.action_spec())
+        keys = jax.random.split(jax.random.PRNGKey(1), n)
+        obs, env_state = jax.vmap(env.reset_env, in_axes=(0, None))(keys, None)
+        logps = []
+        for i in range(t):
+            a, state, _ = agent.act(jax.random.PRNGKey(10 + i), state, obs)
+            h = agent.represent(state.meta["enc"], state.items)
+            lp = jax.vmap(lambda u: jax.nn.log_softmax(
+                h @ (u.theta["W"] @ u.s + u.theta["v"]) + u.theta["b"]))(state.users)
+            logps.append(np.asarray(lp[jnp.arange(n), a]))
+            ks = jax.random.split(jax.random.PRNGKey(100 + i), n)
+            nobs, env_state, r, term, trunc, info = jax.vmap(env.step)(ks, env_state, a)
+            state = agent.observe(jax.random.PRNGKey(0), state, Transition(
+                obs, a, r, nobs, term, trunc, {}, info))
+            state = agent.reset_trial(jax.random.PRNGKey(0), state, info["trial_done"])
+            obs = nobs
+        new, metrics = jax.jit(agent.learn)(jax.random.PRNGKey(3), state)
+        out[mode] = (agent, state, np.stack(logps), new, metrics)
+    return out
+
+
+def test_replay_reproduces_the_online_inner_loop(tiny):
+    agent, state, logps, _, _ = tiny["maml"]
+    ro = state.rollout
+    assert bool(ro.resets[-1].all()) and not bool(ro.resets[:-1].any())
+    lp, ent = agent.replay(state.meta, state.items, ro, state.hparams, ro.start.theta, False)
+    assert lp.shape == ent.shape == ro.rewards.shape
+    np.testing.assert_allclose(np.asarray(lp), logps, atol=1e-5)
+
+
+def test_outer_step_updates_meta_parameters_and_resets_users(tiny):
+    for mode in ("maml", "first_order"):
+        agent, state, _, new, metrics = tiny[mode]
+        for name in ("outer_loss", "policy_loss", "entropy", "grad_norm",
+                     "post_adaptation_reward", "pre_adaptation_reward"):
+            assert np.isfinite(float(metrics[name])), (mode, name)
+        moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
+                             new.meta["theta0"], state.meta["theta0"])
+        assert max(jax.tree.leaves(moved)) > 0
+        # The trial ended: every user starts the next one from the new θ0.
+        jax.tree.map(lambda f, t0: np.testing.assert_allclose(f, np.broadcast_to(t0, f.shape),
+                                                               atol=1e-6),
+                     new.users.theta, new.meta["theta0"])
+        assert int(new.rollout.ptr) == 0
+
+
+def test_maml_and_first_order_gradients_differ(tiny):
+    _, _, _, maml, _ = tiny["maml"]
+    _, _, _, fo, _ = tiny["first_order"]
+    diff = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), maml.meta, fo.meta)
+    assert max(jax.tree.leaves(diff)) > 1e-6
+
+
+# -- through the engine, from Gin -------------------------------------------------------
+def test_gin_experiment_through_the_engine(tmp_path):
+    from mtrlrec.experiment import run_experiment
+
+    gin.clear_config()
+    try:
+        run_experiment("experiments/meta/cold_start_meta_pg.gin", [
+            "TRIAL = 10", "USERS = 6", "TRAIN_STEPS = 40", "EVAL_STEPS = 20",
+            "MetaPolicyGradient.val_users = 2", "MetaPolicyGradient.hidden = (4,)",
+            "MetaPolicyGradient.embed_dim = 3", "UserPopulation.num_items = 6",
+            "UserPopulation.horizons = (5, 10)"], out=str(tmp_path / "run"), progress=False)
+    finally:
+        gin.clear_config()
+    text = (tmp_path / "run" / "metrics.jsonl").read_text()
+    assert "agent/outer_loss" in text and "agent/post_adaptation_reward" in text
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    assert "ctr@5" in summary and "ctr@10" in summary
