@@ -205,6 +205,9 @@ class MetaPolicyGradient(Agent):
       val_smoothing: EMA factor in [0, 1) of the validation reward.
       max_grad_norm: global-norm clip of the meta-gradient > 0.
       eval_policy: 'sample' or 'greedy' (the mode), the policy of ``act(greedy=True)``.
+      maml_window: 0: the MAML gradient runs through every inner step of the rollout;
+        k > 0: truncated, through the last at most k steps (dθ_t/dθ0 restarts at the
+        identity every k steps: first order across windows, second order within).
     """
 
     batched = True
@@ -216,7 +219,7 @@ class MetaPolicyGradient(Agent):
                  reward_scale: float = 1.0, prior_logits: Sequence[float] | None = None,
                  prior_scale: float = 1.0, val_users: int = 0, patience: int = 0,
                  val_smoothing: float = 0.8, max_grad_norm: float = 1.0,
-                 eval_policy: str = "sample"):
+                 eval_policy: str = "sample", maml_window: int = 0):
         if encoder not in ("mlp", "identity"):
             raise ConfigError(f"MetaPolicyGradient.encoder must be 'mlp' or 'identity', got "
                               f"{encoder!r}.")
@@ -228,6 +231,7 @@ class MetaPolicyGradient(Agent):
             raise ConfigError(f"MetaPolicyGradient.meta_gradient must be 'maml', 'first_order' "
                               f"or 'none', got {meta_gradient!r}.")
         self.meta_gradient = meta_gradient
+        self.maml_window = check_int("MetaPolicyGradient.maml_window", maml_window, min_value=0)
         self.rollout_length = check_int("MetaPolicyGradient.rollout_length", rollout_length,
                                         min_value=1)
         self.learn_every = self.rollout_length
@@ -405,9 +409,17 @@ class MetaPolicyGradient(Agent):
         theta0 = meta["theta0"]
         m = h.shape[-1]
 
+        window = self.maml_window
+
         def one_user(start: UserState, theta_start, actions, rewards, resets):
             def step(u: UserState, xs):
-                a, r, done = xs
+                a, r, done, t = xs
+                if window and not stop_inner:
+                    # Truncated second order: every `window` steps dθ_t/dθ0 restarts at I.
+                    anchor = jax.tree.map(lambda x, t0: t0 + jax.lax.stop_gradient(x - t0),
+                                          u.theta, theta0)
+                    u = u.replace(theta=jax.tree.map(
+                        lambda y, x: jnp.where(t % window == 0, y, x), anchor, u.theta))
                 lp_all = jax.nn.log_softmax(policy_logits(h, u.theta, u.s))
                 ent = -jnp.sum(jnp.exp(lp_all) * lp_all)
                 nxt = inner_step(h, u.theta, u, a, r, jnp.bool_(True), hp, stop_inner)
@@ -416,7 +428,8 @@ class MetaPolicyGradient(Agent):
                 return nxt, (lp_all[a], ent)
 
             u0 = UserState(theta_start, start.s, start.rbar, start.n)
-            _, (lp, ent) = jax.lax.scan(step, u0, (actions, rewards, resets))
+            steps = jnp.arange(actions.shape[0])
+            _, (lp, ent) = jax.lax.scan(step, u0, (actions, rewards, resets, steps))
             return lp, ent
 
         lp, ent = jax.vmap(one_user, in_axes=(0, 0, 1, 1, 1), out_axes=1)(

@@ -14,7 +14,7 @@ from mtrlrec.core.errors import ConfigError
 
 TABLES = ["chapelle_li", "sutton_barto_param_study", "recsim_fidelity", "obd_ope",
           "wheel_bandit", "pricing_ads", "mmoe_synthetic", "movielens_next_item",
-          "topk_correction", "rl2_bandits", "slate_ope", "slateq", "multitask_dqn"]
+          "topk_correction", "rl2_bandits", "slate_ope", "slateq", "multitask_dqn", "cold_start"]
 
 
 def _movielens_available() -> bool:
