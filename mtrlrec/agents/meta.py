@@ -21,7 +21,9 @@ of the clicked items' representations,
 .. math:: s_{t+1} = \alpha s_t + (1 - \alpha)\, h_{a_t} \ \text{ if } r_t > 0,
           \quad s_{t+1} = s_t \ \text{otherwise}, \qquad s_0 = 0,
 
-with :math:`\alpha \in [0, 1]` in ``state.hparams`` (sweepable).
+with :math:`\alpha \in [0, 1]` in ``state.hparams`` (sweepable), or a GRU
+(``user_state='gru'``): :math:`s_{t+1} = \mathrm{GRU}_\psi(s_t, [h_{a_t}, c\,r_t])`
+after every interaction, its weights ψ meta-learned with the encoder.
 
 **Inner loop** (per user, online; the fast parameters :math:`\theta^u_t` live in
 the learner state, ``[num_envs, ...]``, and are reset to the meta-parameters
@@ -80,6 +82,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import flax.linen as nn
 import flax.struct
 import gin
 import jax
@@ -145,7 +148,7 @@ def policy_logits(h: jax.Array, theta: Any, s: jax.Array) -> jax.Array:
 
 
 def inner_step(h, theta, u: UserState, action, reward, valid, hp: MetaPGHParams,
-               stop_inner: bool = False):
+               stop_inner: bool = False, state_fn=None):
     """One user's inner update after ``(action, reward)`` (module docstring).
 
     Args:
@@ -155,6 +158,8 @@ def inner_step(h, theta, u: UserState, action, reward, valid, hp: MetaPGHParams,
       valid: bool, whether there was one (False right after a reset).
       hp: hyperparameters.
       stop_inner: stop the gradient through this step (first-order meta-gradient).
+      state_fn: ``state_fn(s, h_a, c·r) -> s'`` (the GRU user state), or None for
+        the exponential smoothing of the clicked items' representations.
 
     Returns:
       the updated ``UserState`` (its ``theta`` and ``s``).
@@ -172,8 +177,11 @@ def inner_step(h, theta, u: UserState, action, reward, valid, hp: MetaPGHParams,
     vf = valid.astype(jnp.float32)
     n = u.n + vf
     rbar = u.rbar + vf * (r - u.rbar) / jnp.maximum(n, 1.0)
-    clicked = valid & (reward > 0)
-    s = jnp.where(clicked, hp.alpha * u.s + (1.0 - hp.alpha) * h[action], u.s)
+    if state_fn is None:
+        clicked = valid & (reward > 0)
+        s = jnp.where(clicked, hp.alpha * u.s + (1.0 - hp.alpha) * h[action], u.s)
+    else:
+        s = jnp.where(valid, state_fn(u.s, h[action], r), u.s)
     return UserState(theta, s, rbar, n)
 
 
@@ -208,6 +216,9 @@ class MetaPolicyGradient(Agent):
       maml_window: 0: the MAML gradient runs through every inner step of the rollout;
         k > 0: truncated, through the last at most k steps (dθ_t/dθ0 restarts at the
         identity every k steps: first order across windows, second order within).
+      user_state: 'smoothing' (the exponential smoothing with ``alpha``) or 'gru'
+        (:math:`s_{t+1} = \mathrm{GRU}_\psi(s_t, [h_{a_t}, c\,r_t])` after every
+        interaction, ψ meta-learned by the outer loop; ``alpha`` unused).
     """
 
     batched = True
@@ -219,7 +230,8 @@ class MetaPolicyGradient(Agent):
                  reward_scale: float = 1.0, prior_logits: Sequence[float] | None = None,
                  prior_scale: float = 1.0, val_users: int = 0, patience: int = 0,
                  val_smoothing: float = 0.8, max_grad_norm: float = 1.0,
-                 eval_policy: str = "sample", maml_window: int = 0):
+                 eval_policy: str = "sample", maml_window: int = 0,
+                 user_state: str = "smoothing"):
         if encoder not in ("mlp", "identity"):
             raise ConfigError(f"MetaPolicyGradient.encoder must be 'mlp' or 'identity', got "
                               f"{encoder!r}.")
@@ -232,6 +244,10 @@ class MetaPolicyGradient(Agent):
                               f"or 'none', got {meta_gradient!r}.")
         self.meta_gradient = meta_gradient
         self.maml_window = check_int("MetaPolicyGradient.maml_window", maml_window, min_value=0)
+        if user_state not in ("smoothing", "gru"):
+            raise ConfigError(f"MetaPolicyGradient.user_state must be 'smoothing' or 'gru', got "
+                              f"{user_state!r}.")
+        self.user_state = user_state
         self.rollout_length = check_int("MetaPolicyGradient.rollout_length", rollout_length,
                                         min_value=1)
         self.learn_every = self.rollout_length
@@ -305,6 +321,22 @@ class MetaPolicyGradient(Agent):
     def _encoder(self):
         return MLP(self.hidden, output=self.embed_dim, name=None)
 
+    def state_fn(self, meta):
+        """The user-state update: None (exponential smoothing) or the meta-learned GRU,
+        :math:`s' = \mathrm{GRU}_\psi(s, [h_a, c\,r])` after every interaction."""
+        if self.user_state == "smoothing":
+            return None
+        cell = nn.GRUCell(self.state_size(meta))
+
+        def update(s, h_a, r):
+            return cell.apply(meta["gru"], s, jnp.concatenate([h_a, jnp.reshape(r, (1,))]))[0]
+
+        return update
+
+    @staticmethod
+    def state_size(meta) -> int:
+        return int(meta["theta0"]["v"].shape[0])
+
     def represent(self, enc_params, items: jax.Array) -> jax.Array:
         """Item representations ``h [K, m]`` from the features ``items [K, d]``."""
         if self.encoder == "identity":
@@ -336,7 +368,11 @@ class MetaPolicyGradient(Agent):
         if self.prior_logits is not None:
             b = jnp.asarray(self.prior_logits * self.prior_scale, jnp.float32)
         theta0 = {"W": jnp.zeros((m, m), jnp.float32), "v": jnp.zeros((m,), jnp.float32), "b": b}
-        meta = {"enc": enc, "theta0": theta0}
+        gru = {}
+        if self.user_state == "gru":
+            gru = nn.GRUCell(m).init(jax.random.fold_in(key, 1), jnp.zeros((m,), jnp.float32),
+                                     jnp.zeros((m + 1,), jnp.float32))
+        meta = {"enc": enc, "theta0": theta0, "gru": gru}
         users = jax.tree.map(lambda a: jnp.broadcast_to(a, (n,) + jnp.shape(a)),
                              self._user0(theta0, m))
         t = self.rollout_length
@@ -360,7 +396,9 @@ class MetaPolicyGradient(Agent):
                 "OnlineRunner.eval_users unset.")
         h = self.represent(state.meta["enc"], items)
         hp = state.hparams
-        users = jax.vmap(lambda u, a, r, v: inner_step(h, u.theta, u, a, r, v, hp))(
+        state_fn = self.state_fn(state.meta)
+        users = jax.vmap(lambda u, a, r, v: inner_step(h, u.theta, u, a, r, v, hp,
+                                                       state_fn=state_fn))(
             state.users, a_prev, r_prev, valid)
         logits = jax.vmap(lambda u: policy_logits(h, u.theta, u.s))(users)
         if greedy and self.eval_policy == "greedy":
@@ -410,6 +448,7 @@ class MetaPolicyGradient(Agent):
         m = h.shape[-1]
 
         window = self.maml_window
+        state_fn = self.state_fn(meta)
 
         def one_user(start: UserState, theta_start, actions, rewards, resets):
             def step(u: UserState, xs):
@@ -422,7 +461,8 @@ class MetaPolicyGradient(Agent):
                         lambda y, x: jnp.where(t % window == 0, y, x), anchor, u.theta))
                 lp_all = jax.nn.log_softmax(policy_logits(h, u.theta, u.s))
                 ent = -jnp.sum(jnp.exp(lp_all) * lp_all)
-                nxt = inner_step(h, u.theta, u, a, r, jnp.bool_(True), hp, stop_inner)
+                nxt = inner_step(h, u.theta, u, a, r, jnp.bool_(True), hp, stop_inner,
+                                 state_fn)
                 fresh = self._user0(theta0, m)
                 nxt = jax.tree.map(lambda f, x: jnp.where(done, f, x), fresh, nxt)
                 return nxt, (lp_all[a], ent)

@@ -29,6 +29,7 @@ def _hp(inner_lr=0.5, alpha=0.8):
     ({"meta_gradient": "second"}, "MetaPolicyGradient.meta_gradient"),
     ({"patience": 5}, "MetaPolicyGradient.val_users"),
     ({"maml_window": -1}, "MetaPolicyGradient.maml_window"),
+    ({"user_state": "lstm"}, "MetaPolicyGradient.user_state"),
 ])
 def test_bad_hyperparameters_name_the_binding(kwargs, binding):
     with pytest.raises(ConfigError, match=binding):
@@ -106,11 +107,13 @@ def tiny():
     pop = UserPopulation(num_items=k, dim=d, observation="items", horizons=(2, 6))
     env = Trials(RL2Inputs(pop), pop, t)
     out = {}
-    for mode in ("maml", "first_order", "maml2"):
+    for mode in ("maml", "first_order", "maml2", "gru"):
         window = 2 if mode == "maml2" else 0
-        agent = MetaPolicyGradient(hidden=(8,), embed_dim=4, meta_gradient=mode[:4] if window
-                                   else mode, rollout_length=t, outer_lr=0.05, inner_lr=1.0,
-                                   maml_window=window)
+        agent = MetaPolicyGradient(hidden=(8,), embed_dim=4,
+                                   meta_gradient=mode if mode == "first_order" else "maml",
+                                   rollout_length=t, outer_lr=0.05, inner_lr=1.0,
+                                   maml_window=window,
+                                   user_state="gru" if mode == "gru" else "smoothing")
         agent.check_compatible(env.observation_spec(), env.action_spec())
         agent.check_num_envs(n)
         state = agent.init(jax.random.PRNGKey(0), env.observation_spec(), env.action_spec())
@@ -134,8 +137,9 @@ def tiny():
     return out
 
 
-def test_replay_reproduces_the_online_inner_loop(tiny):
-    agent, state, logps, _, _ = tiny["maml"]
+@pytest.mark.parametrize("mode", ["maml", "gru"])
+def test_replay_reproduces_the_online_inner_loop(tiny, mode):
+    agent, state, logps, _, _ = tiny[mode]
     ro = state.rollout
     assert bool(ro.resets[-1].all()) and not bool(ro.resets[:-1].any())
     lp, ent = agent.replay(state.meta, state.items, ro, state.hparams, ro.start.theta, False)
@@ -144,7 +148,7 @@ def test_replay_reproduces_the_online_inner_loop(tiny):
 
 
 def test_outer_step_updates_meta_parameters_and_resets_users(tiny):
-    for mode in ("maml", "first_order"):
+    for mode in ("maml", "first_order", "gru"):
         agent, state, _, new, metrics = tiny[mode]
         for name in ("outer_loss", "policy_loss", "entropy", "grad_norm",
                      "post_adaptation_reward", "pre_adaptation_reward"):
@@ -152,6 +156,10 @@ def test_outer_step_updates_meta_parameters_and_resets_users(tiny):
         moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
                              new.meta["theta0"], state.meta["theta0"])
         assert max(jax.tree.leaves(moved)) > 0
+        if mode == "gru":  # the GRU's weights are meta-learned too
+            assert max(jax.tree.leaves(jax.tree.map(
+                lambda a, b: float(jnp.max(jnp.abs(a - b))), new.meta["gru"],
+                state.meta["gru"]))) > 0
         # The trial ended: every user starts the next one from the new θ0.
         jax.tree.map(lambda f, t0: np.testing.assert_allclose(f, np.broadcast_to(t0, f.shape),
                                                                atol=1e-6),
