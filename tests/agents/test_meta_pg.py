@@ -191,3 +191,27 @@ def test_gin_experiment_through_the_engine(tmp_path):
     assert "agent/outer_loss" in text and "agent/post_adaptation_reward" in text
     summary = (tmp_path / "run" / "summary.md").read_text()
     assert "ctr@5" in summary and "ctr@10" in summary
+
+
+def test_early_stopping_restores_the_best_meta_parameters():
+    k, d, n, t = 3, 2, 3, 4
+    env = RL2Inputs(UserPopulation(num_items=k, dim=d, observation="items"))
+    agent = MetaPolicyGradient(encoder="identity", rollout_length=t, outer_lr=0.1,
+                               val_users=1, patience=2, val_smoothing=0.0)
+    agent.check_num_envs(n)
+    state = agent.init(jax.random.PRNGKey(0), env.observation_spec(), env.action_spec())
+    state = state.replace(items=jnp.asarray(env.features))
+    learn = jax.jit(agent.learn)
+    metas = []
+    for val in (1.0, 0.0, 0.0, 0.0):  # the validation user's reward per update
+        rewards = jnp.zeros((t, n)).at[:, 0].set(val).at[:, 1].set(jnp.asarray([1, 0, 1, 0.]))
+        ro = state.rollout.replace(actions=jnp.tile(jnp.arange(n) % k, (t, 1)),
+                                   rewards=rewards, resets=jnp.zeros((t, n), bool).at[-1].set(True),
+                                   ptr=jnp.int32(t))
+        metas.append(state.meta)
+        state, m = learn(jax.random.PRNGKey(1), state.replace(rollout=ro))
+    # Best validation at the first update (served by the initial θ0); two updates without
+    # improvement stop the outer loop and restore it, and it stays stopped.
+    assert bool(state.stopped) and float(m["stopped"]) == 1.0
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b), state.meta["theta0"],
+                 metas[0]["theta0"])
