@@ -15,6 +15,8 @@ reward :math:`r = v_i \cdot \mathrm{click}` (:math:`v_i = 1`: CTR;
 * :class:`UserPopulation`: a content catalogue, :math:`x_i \sim N(0, I_d / d)`,
   :math:`\mu` of norm ``mean_norm`` in a random direction, :math:`b_i = ` ``bias``,
   :math:`v_i = 1` (reward = click; cumulative CTR).
+* :class:`AdPopulation`: ads with a click and a conversion (two rewards, a
+  configurable scalarisation), click and conversion preferences drawn per user.
 * :class:`MarketPopulation`: the logistic demand of
   :class:`mtrlrec.envs.pricing.DynamicPricing` with a population over markets:
   arms are (price, discount) pairs, :math:`x_a = [1, -\tilde p_a, [d_a > 0]]`,
@@ -207,6 +209,121 @@ class MarketPopulation(_Population):
                     horizons)
 
 
+@flax.struct.dataclass
+class AdUserParams:
+    u: jax.Array  # [d] the user's click preferences
+    w: jax.Array  # [d] the user's conversion preferences
+
+
+@gin.configurable
+class AdPopulation(_Population):
+    """Ads with a click, then possibly a conversion (:mod:`mtrlrec.envs.ads`), over a population.
+
+    Ad :math:`a` has click features :math:`e_a` and conversion features
+    :math:`f_a` (:math:`N(0, I_d/d)`) and offsets :math:`b^c, b^v`; a user draws
+    click and conversion preferences :math:`u = \mu_c + \sigma\varepsilon`,
+    :math:`w = \mu_v + \sigma\varepsilon'` and clicks with
+    :math:`\mathrm{sigmoid}(u^\top e_a + b^c)`, then converts with
+    :math:`\mathrm{sigmoid}(w^\top f_a + b^v)`. The reward is the vector
+    ``(click, conversion)`` (scalarise it with ``@ScalarizeReward``);
+    ``first<H>`` and ``regret`` are for the objective
+    :math:`w_c\,\mathrm{click} + w_v\,\mathrm{conversion}` with ``weights``.
+    By default the click offsets rise and the conversion offsets fall with the ad
+    index (click-bait ads, as in :class:`~mtrlrec.envs.ads.AdsEnv`'s default).
+
+    Args:
+      num_ads: A >= 2.
+      dim: d >= 1.
+      mean_norm: :math:`\|\mu_c\| = \|\mu_v\|` >= 0.
+      user_std: σ >= 0.
+      click_bias: (low, high) of the click offsets, rising with the ad index.
+      conversion_bias: (high, low) of the conversion offsets, falling with it.
+      weights: (w_c, w_v) of the objective reported in ``first<H>`` and ``regret``.
+      catalogue_seed: seed of the ad features and of the directions of μ.
+      observation: 'constant' or 'items' (``[e_a, f_a]`` per ad).
+      horizons: the H of the ``first<H>`` info entries.
+    """
+
+    reward_names = ("click", "conversion")
+
+    def __init__(self, num_ads: int = 20, dim: int = 8, mean_norm: float = 1.5,
+                 user_std: float = 1.0, click_bias: Sequence[float] = (-3.0, -1.5),
+                 conversion_bias: Sequence[float] = (0.0, -3.0),
+                 weights: Sequence[float] = (1.0, 5.0), catalogue_seed: int = 0,
+                 observation: str = "constant", horizons: Sequence[int] = (10, 50, 200)):
+        k = check_int("AdPopulation.num_ads", num_ads, min_value=2)
+        d = check_int("AdPopulation.dim", dim, min_value=1)
+        m = check_float("AdPopulation.mean_norm", mean_norm, low=0.0)
+        sd = check_float("AdPopulation.user_std", user_std, low=0.0)
+        cb = check_floats("AdPopulation.click_bias", click_bias, length=2)
+        vb = check_floats("AdPopulation.conversion_bias", conversion_bias, length=2)
+        self.weights = np.asarray(check_floats("AdPopulation.weights", weights, length=2),
+                                  np.float32)
+        rng = np.random.default_rng(check_int("AdPopulation.catalogue_seed", catalogue_seed,
+                                              min_value=0))
+        e = rng.normal(size=(k, d)) / np.sqrt(d)
+        f = rng.normal(size=(k, d)) / np.sqrt(d)
+        dirs = rng.normal(size=(2, d))
+        mu = m * dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+        self.conv_features = f.astype(np.float32)
+        self.conv_bias = np.linspace(vb[0], vb[1], k).astype(np.float32)
+        self.conv_mean = mu[1].astype(np.float32)
+        self._setup("AdPopulation", e, np.linspace(cb[0], cb[1], k), np.ones(k), mu[0],
+                    np.full(d, sd), observation, horizons)
+
+    def sample(self, key, num_tasks):
+        k_u, k_w = jax.random.split(key)
+        shape = (int(num_tasks), self.dim)
+        std = jnp.asarray(self.std)
+        return AdUserParams(jnp.asarray(self.mean) + std * jax.random.normal(k_u, shape),
+                            jnp.asarray(self.conv_mean) + std * jax.random.normal(k_w, shape))
+
+    def default_params(self):
+        return AdUserParams(jnp.asarray(self.mean), jnp.asarray(self.conv_mean))
+
+    def check_params(self, params) -> None:
+        for name in ("u", "w"):
+            v = np.asarray(getattr(params, name))
+            if v.shape[-1] != self.dim or not np.all(np.isfinite(v)):
+                raise ConfigError(f"AdPopulation: a user's {name} is a finite vector of "
+                                  f"{self.dim}, got shape {v.shape}.")
+
+    def conversion_probs(self, params) -> jax.Array:
+        """:math:`\mathrm{sigmoid}(w^\top f_a + b^v_a)` ``[A]``."""
+        return jax.nn.sigmoid(jnp.asarray(self.conv_features) @ params.w
+                              + jnp.asarray(self.conv_bias))
+
+    def expected_rewards(self, params) -> jax.Array:
+        """:math:`w_c p^c_a + w_v p^c_a p^v_a` ``[A]``."""
+        pc = self.click_probs(params)
+        return pc * (self.weights[0] + self.weights[1] * self.conversion_probs(params))
+
+    def observation_spec(self, params=None):
+        if self.observation == "constant":
+            return Box(0.0, 1.0, (1,))
+        return Box(-jnp.inf, jnp.inf, (self.num_arms * 2 * self.dim,))
+
+    def _obs(self):
+        if self.observation == "constant":
+            return jnp.ones((1,), jnp.float32)
+        return jnp.concatenate([jnp.asarray(self.features),
+                                jnp.asarray(self.conv_features)], -1).reshape(-1)
+
+    def step_env(self, key, state, action, params):
+        k_c, k_v = jax.random.split(key)
+        click = (jax.random.uniform(k_c) < self.click_probs(params)[action]).astype(jnp.float32)
+        conv = click * (jax.random.uniform(k_v) < self.conversion_probs(params)[action]
+                        ).astype(jnp.float32)
+        reward = jnp.stack([click, conv])
+        objective = self.weights[0] * click + self.weights[1] * conv
+        exp = self.expected_rewards(params)
+        info = {"regret": jnp.max(exp) - exp[action], "objective": objective}
+        for h in self.horizons:
+            info[f"first{h}"] = objective * (state.t < h).astype(jnp.float32)
+        false = jnp.bool_(False)
+        return self._obs(), PopulationState(state.t + 1), reward, false, false, info
+
+
 @gin.configurable
 def population_prior_logits(env: Environment = gin.REQUIRED, kind: str = "log_mean",
                             num_users: int = 10_000, seed: int = 0) -> list[float]:
@@ -228,12 +345,13 @@ def population_prior_logits(env: Environment = gin.REQUIRED, kind: str = "log_me
                           f"got {kind!r}.")
     n = check_int("population_prior_logits.num_users", num_users, min_value=1)
     users = env.sample(jax.random.PRNGKey(seed), n)
-    p = np.asarray(jax.vmap(env.click_probs)(users), np.float64).mean(0)
-    p = np.clip(p, 1e-6, 1 - 1e-6)
     if kind == "log_odds":
+        p = np.asarray(jax.vmap(env.click_probs)(users), np.float64).mean(0)
+        p = np.clip(p, 1e-6, 1 - 1e-6)
         return np.log(p / (1 - p)).tolist()
-    return np.log(p * env.values.astype(np.float64)).tolist()
+    m = np.asarray(jax.vmap(env.expected_rewards)(users), np.float64).mean(0)
+    return np.log(np.maximum(m, 1e-9)).tolist()
 
 
-__all__ = ["MarketPopulation", "PopulationState", "UserParams", "UserPopulation",
+__all__ = ["AdPopulation", "AdUserParams", "MarketPopulation", "PopulationState", "UserParams", "UserPopulation",
            "population_prior_logits"]

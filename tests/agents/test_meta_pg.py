@@ -215,3 +215,22 @@ def test_early_stopping_restores_the_best_meta_parameters():
     assert bool(state.stopped) and float(m["stopped"]) == 1.0
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b), state.meta["theta0"],
                  metas[0]["theta0"])
+
+
+def test_ad_population_two_rewards_and_objective():
+    from mtrlrec.envs.population import AdPopulation
+
+    with pytest.raises(ConfigError, match="AdPopulation.weights"):
+        AdPopulation(weights=(1.0,))
+    env = AdPopulation(num_ads=4, dim=2, weights=(1.0, 5.0), observation="items")
+    assert env.reward_names == ("click", "conversion")
+    assert env.observation_spec().shape == (4 * 2 * 2,)
+    users = env.sample(jax.random.PRNGKey(0), 3)
+    u0 = jax.tree.map(lambda a: a[0], users)
+    _, st = env.reset_env(jax.random.PRNGKey(1), u0)
+    _, _, r, _, _, info = env.step_env(jax.random.PRNGKey(2), st, 0, u0)
+    assert r.shape == (2,) and float(r[1]) <= float(r[0])  # a conversion needs a click
+    assert float(info["objective"]) == float(r[0] + 5 * r[1]) == float(info["first10"])
+    exp = env.expected_rewards(u0)
+    np.testing.assert_allclose(exp, env.click_probs(u0) * (1 + 5 * env.conversion_probs(u0)),
+                               rtol=1e-6)
